@@ -1,0 +1,216 @@
+"""The HTTP API (contract §3). The only module that imports FastAPI.
+
+:func:`create_app` takes every dependency, so tests hand it real or in-memory parts
+without patching. Errors become JSON bodies through one handler; no stack trace leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.security import HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from engine.auth import KeyRing
+from engine.decisions import Decider, DecisionInput
+from engine.errors import BadRequest, NbaError
+from engine.events import ClickstreamEvent, CrmEvent, describe, event_topic
+from engine.holders import LiveState
+from engine.metrics import Metrics
+from engine.ports import EventSink, FeatureStore
+from engine.schemas import DecisionRequest, ResponseRequest
+
+log = logging.getLogger("nba.api")
+MAX_EVENTS = 1000
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+@dataclass
+class Services:
+    """Everything the API needs, built by the caller (the CLI, or a test)."""
+
+    store: FeatureStore
+    live: LiveState
+    sink: EventSink
+    decider: Decider
+    keys: KeyRing
+    topic_prefix: str = "nba."
+    metrics: Metrics = field(default_factory=Metrics)
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def create_app(services: Services) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for start in services.on_start:
+            await start()
+        tasks = [asyncio.create_task(job()) for job in services.background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for close in services.on_close:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    app = FastAPI(
+        title="nba decision service",
+        version="0.1.0",
+        default_response_class=JSON,
+        lifespan=lifespan,
+    )
+    bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
+    metrics = services.metrics
+    topic = services.topic_prefix.__add__
+
+    def scope(name: str) -> Any:
+        def check(request: Request, _: Any = Depends(bearer)) -> None:
+            services.keys.check(request.headers.get("authorization"), name)
+
+        return Depends(check)
+
+    @app.exception_handler(NbaError)
+    async def nba_error(_: Request, exc: NbaError) -> Response:
+        return JSON(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field_name = ".".join(loc) or "body"
+        details = [
+            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+             "message": str(e.get("msg"))}
+            for e in errors[:20]
+        ]
+        body = {"error": {"code": "invalid_request", "field": field_name,
+                          "message": f"{field_name}: {first.get('msg')}", "details": details}}
+        return JSON(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %s", type(exc).__name__)
+        return JSON({"error": {"code": "internal_error", "message": "internal error"}}, 500)
+
+    @app.post("/v1/decisions", dependencies=[scope("decide")])
+    async def decide(body: DecisionRequest) -> Response:
+        started = time.perf_counter()
+        result = await services.decider.decide(
+            DecisionInput(body.customer_id, body.channel, body.placement, body.context,
+                          body.limit, body.explain)
+        )
+        metrics.decision_seconds.labels(body.channel).observe(time.perf_counter() - started)
+        metrics.decisions.labels(body.channel, result["group"], str(result["fallback"]).lower()).inc()
+        return JSON(result)
+
+    @app.post("/v1/responses", status_code=202, dependencies=[scope("respond")])
+    async def respond(body: ResponseRequest) -> Response:
+        record = body.model_dump(mode="json")
+        record["event_id"] = body.event_id or f"r-{uuid.uuid4().hex}"
+        record["timestamp"] = record["timestamp"] or datetime.now(UTC).isoformat()
+        await services.sink.send(topic("responses"), body.customer_id, orjson.dumps(record))
+        metrics.events.labels("responses").inc()
+        return JSON({"accepted": 1, "event_id": record["event_id"]}, status_code=202)
+
+    @app.post("/v1/events", status_code=202, dependencies=[scope("ingest")])
+    async def ingest(request: Request) -> Response:
+        try:
+            payload = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}", "body") from None
+        items = payload if isinstance(payload, list) else [payload]
+        if not 1 <= len(items) <= MAX_EVENTS:
+            raise BadRequest(f"send 1 to {MAX_EVENTS} events", "body")
+        routed: list[tuple[str, str, bytes]] = []
+        for i, item in enumerate(items):
+            where = f"[{i}]" if isinstance(payload, list) else ""
+            name = event_topic(item)
+            if name is None:
+                raise BadRequest(f"{where}type: unknown event type", f"{where}type".lstrip("."))
+            model = ClickstreamEvent if name == "clickstream" else CrmEvent
+            try:
+                event = model.model_validate(item)
+            except ValidationError as exc:
+                raise BadRequest(f"{where}{describe(exc)}", f"{where}{describe(exc).split(':')[0]}") from None
+            routed.append((topic(name), event.customer_id, orjson.dumps(item)))
+        await asyncio.gather(*(services.sink.send(t, k, v) for t, k, v in routed))
+        for t, _, _ in routed:
+            metrics.events.labels(t).inc()
+        return JSON({"accepted": len(routed)}, status_code=202)
+
+    @app.get("/v1/customers/{customer_id}", dependencies=[scope("read")])
+    async def customer(customer_id: str) -> Response:
+        if not 1 <= len(customer_id) <= 128:
+            raise BadRequest("customer_id must have 1 to 128 characters", "customer_id")
+        state = await services.store.fetch(customer_id)
+        history = await services.store.history(customer_id)
+        catalogue = services.live.catalogue
+        current: dict[str, Any] = {}
+        for channel in sorted(catalogue.channel_names()):
+            decision = await services.decider.decide(
+                DecisionInput(customer_id, channel, None, {}, 3, False), log=False
+            )
+            current[channel] = decision["actions"]
+        return JSON({
+            "customer_id": customer_id,
+            "known": state.known,
+            "profile": state.profile,
+            "behaviour": state.behaviour,
+            "counters": state.counters,
+            "history": history,
+            "next_best_actions": current,
+        })
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return JSON({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            store_ok = await asyncio.wait_for(services.store.ping(), 1.0)
+        except Exception:
+            store_ok = False
+        snap = services.live.snapshot
+        body = {
+            "store": store_ok,
+            "catalogue": snap.catalogue.version,
+            "actions": len(snap.catalogue.actions),
+            "model": snap.scorer.version,
+        }
+        return JSON({"ready": store_ok, **body}, status_code=200 if store_ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        metrics.model_info.clear()
+        metrics.model_info.labels(services.live.snapshot.scorer.version).set(1)
+        metrics.dropped_logs.set(getattr(services.sink, "dropped", 0))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

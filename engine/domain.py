@@ -1,0 +1,130 @@
+"""Domain types shared by every part of the engine.
+
+The catalogue types are pydantic models with ``extra="forbid"`` (they are loaded from
+YAML and JSON written by people); the hot-path types are plain slotted dataclasses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ActionKind = Literal["offer", "banner", "activity"]
+Outcome = Literal["impression", "click", "accept", "decline", "convert"]
+OUTCOMES: tuple[str, ...] = ("impression", "click", "accept", "decline", "convert")
+Scalar = str | int | float | bool
+ACTION_ID = re.compile(r"^[a-z0-9-]{1,64}$")
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    count: int = Field(ge=0)
+    days: float = Field(gt=0)
+
+
+class ContactPolicy(BaseModel):
+    """Per-action limits that keep the company from pestering people."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_impressions: Window | None = None
+    suppress_after_decline_days: float | None = Field(default=None, ge=0)
+
+
+class Action(BaseModel):
+    """One entry of the action catalogue (contract §5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    kind: ActionKind
+    name: str = Field(min_length=1, max_length=200)
+    channels: list[str] = Field(min_length=1)
+    placements: list[str] | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    value: float = Field(default=1.0, ge=0)
+    lever: float = Field(default=1.0, ge=0)
+    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    eligibility: str | None = None
+    contact_policy: ContactPolicy | None = None
+    content: dict[str, Any] = Field(default_factory=dict)
+    prior: float = Field(default=0.02, gt=0, lt=1)
+    default_for: list[str] = Field(default_factory=list)
+
+    @field_validator("valid_from", "valid_to")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, for example 2026-06-01T00:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> Action:
+        if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must come after valid_from")
+        return self
+
+    def rule_view(self) -> dict[str, object]:
+        """What rules see as ``action``: its scalar fields with its attributes on top."""
+        view: dict[str, object] = {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "value": self.value,
+            "lever": self.lever,
+            "channels": list(self.channels),
+        }
+        view.update(self.attributes)
+        return view
+
+
+class GlobalRule(BaseModel):
+    """A rule shared by many actions: where ``applies_to`` holds, ``require`` must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rule: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    description: str = ""
+    applies_to: str | None = None
+    require: str
+
+
+class ChannelConfig(BaseModel):
+    """Placements a channel declares beyond those its actions name, and its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    placements: list[str] = Field(default_factory=list)
+    default_placement: str | None = None
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything the store holds about one customer, fetched in one round trip."""
+
+    customer_id: str
+    profile: dict[str, Any] = field(default_factory=dict)
+    behaviour: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    known: bool = False
+
+    def features(self) -> dict[str, Any]:
+        """The ``customer`` mapping rules and models read: profile, then behaviour."""
+        merged = dict(self.profile)
+        merged.update(self.behaviour)
+        return merged
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An action considered for one decision, with what arbitration made of it."""
+
+    index: int
+    action: Action
+    propensity: float = 0.0
+    weight: float = 1.0
+    score: float = 0.0
+    passed: list[str] = field(default_factory=list)
+    excluded_by: str | None = None

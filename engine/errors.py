@@ -1,0 +1,82 @@
+"""The engine's error tree; each error knows the HTTP status the API answers with.
+
+    NbaError
+    ├── BadRequest (422)      a request names a field that is wrong
+    ├── NotFound (404)
+    ├── Unauthorized (401)    no key, or an unknown key
+    ├── Forbidden (403)       the key lacks the scope
+    └── CatalogueError (422)  a catalogue or rule file was refused; lists every problem
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NbaError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, object]:
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class BadRequest(NbaError):
+    status = 422
+    code = "invalid_request"
+
+
+class NotFound(NbaError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(NbaError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(NbaError):
+    status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a catalogue, located by file and line (or by field for the API)."""
+
+    source: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}"
+
+
+class CatalogueError(NbaError):
+    status = 422
+    code = "invalid_catalogue"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "code": self.code,
+                "message": f"{len(self.problems)} problem(s) in the catalogue",
+                "problems": [
+                    {"source": p.source, "line": p.line, "message": p.message}
+                    for p in self.problems
+                ],
+            }
+        }

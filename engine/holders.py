@@ -1,0 +1,67 @@
+"""Live references to the catalogue and the model: readers take one reference per
+decision; a reload builds the new value fully and swaps the reference atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.ports import Scorer
+from rules.catalogue import Catalogue, build_catalogue
+
+
+class PriorScorer:
+    """Cold start: each action's prior propensity, until a model is registered."""
+
+    version = "prior"
+
+    def __init__(self, priors: Sequence[float]) -> None:
+        self.priors = np.asarray(priors, dtype=np.float64)
+
+    def score(
+        self,
+        customer: Mapping[str, Any],
+        context: Mapping[str, Any],
+        action_indices: Sequence[int],
+    ) -> np.ndarray:
+        return self.priors[np.asarray(action_indices, dtype=np.intp)]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one decision uses, taken once: a catalogue and a scorer bound to it."""
+
+    catalogue: Catalogue
+    scorer: Scorer
+
+
+class LiveState:
+    """Holds the current :class:`Snapshot`; every change builds a new one and swaps it."""
+
+    def __init__(self, catalogue: Catalogue | None = None, model: Any = None) -> None:
+        self.model: Any = model  # an object with .bind(action views) -> Scorer, or None
+        self.snapshot = self._build(catalogue or build_catalogue([]), model)
+
+    @staticmethod
+    def _build(catalogue: Catalogue, model: Any) -> Snapshot:
+        views = [a.view for a in catalogue.actions]
+        scorer: Scorer = (
+            model.bind(views)
+            if model is not None
+            else PriorScorer([a.action.prior for a in catalogue.actions])
+        )
+        return Snapshot(catalogue, scorer)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.snapshot.catalogue
+
+    def set_catalogue(self, catalogue: Catalogue) -> None:
+        self.snapshot = self._build(catalogue, self.model)
+
+    def set_model(self, model: Any) -> None:
+        self.snapshot = self._build(self.snapshot.catalogue, model)
+        self.model = model

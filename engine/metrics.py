@@ -1,0 +1,40 @@
+"""Prometheus metrics of one API process, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5,
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.decision_seconds = Histogram(
+            "nba_decision_seconds",
+            "Server-side time of one decision, request parsed to response built.",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "nba_decisions_total",
+            "Decisions answered, by channel, group and fallback.",
+            ["channel", "group", "fallback"],
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "nba_events_accepted_total",
+            "Events and responses accepted over HTTP, by topic.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "nba_model_loaded", "1 for the model version in use.", ["version"], registry=self.registry
+        )
+        self.dropped_logs = Gauge(
+            "nba_decision_logs_dropped", "Decision log records that could not be queued.",
+            registry=self.registry,
+        )

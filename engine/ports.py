@@ -1,0 +1,64 @@
+"""The interfaces the decision pipeline depends on; other packages implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.domain import CustomerState
+from engine.writes import EventWrites
+
+
+class FeatureStore(Protocol):
+    """Online store of everything known about a customer."""
+
+    async def fetch(self, customer_id: str) -> CustomerState:
+        """Every view of one customer in one round trip."""
+        ...
+
+    async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
+        """Apply each event's writes atomically; False where the event was seen before."""
+        ...
+
+    async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent contacts and responses, newest first."""
+        ...
+
+    async def erase(self, customer_id: str) -> int:
+        """Delete every key of the customer; returns how many keys went."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class Scorer(Protocol):
+    """A model bound to one catalogue: scores all candidates of a decision in one call."""
+
+    version: str
+
+    def score(
+        self,
+        customer: Mapping[str, Any],
+        context: Mapping[str, Any],
+        action_indices: Sequence[int],
+    ) -> np.ndarray:
+        """Propensities (probability of a positive response), one per candidate."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where the API hands events (responses, decision logs, ingested events) to streams."""
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        """Hand over and wait until the broker has it (a 202 means it is kept)."""
+        ...
+
+    def send_nowait(self, topic: str, key: str, value: bytes) -> None:
+        """Queue for delivery in the background; never blocks the caller."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,52 @@
+"""Writes as data: what a stream event changes, expressed so a store can apply it.
+
+Stream handlers turn events into these values and never touch Redis; the store applies
+each event's writes atomically and at most once per ``event_id``. Tests assert on the
+writes without a store, and every store backend applies the same writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+View = Literal["profile", "behaviour", "counters", "history"]
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Set one field of a view to a value (JSON-encoded by the store)."""
+
+    view: View
+    field: str
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """Add to a numeric field of a view."""
+
+    view: View
+    field: str
+    amount: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Push a record onto a bounded list view (newest first), keeping ``keep`` records."""
+
+    view: View
+    value: object
+    keep: int = 50
+
+
+Write = Put | Increment | Append
+
+
+@dataclass(frozen=True, slots=True)
+class EventWrites:
+    """All writes one event causes; applied together or not at all, once per event_id."""
+
+    customer_id: str
+    event_id: str
+    writes: tuple[Write, ...]

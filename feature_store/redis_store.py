@@ -1,0 +1,120 @@
+"""Redis online store: one hash per view, every key of a customer under one hash tag.
+
+Layout (prefix ``nba:``): ``nba:{<customer>}:profile`` and ``:behaviour`` hold
+JSON-encoded fields, ``:counters`` numeric fields, ``:history`` a bounded list of JSON
+records, ``:seen:<event id>`` the idempotency markers. The hash tag keeps one
+customer in one Redis Cluster slot, so one pipelined round trip reads all views and
+one Lua call applies one event's writes atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from engine.domain import CustomerState
+from engine.writes import Append, EventWrites, Increment, Put
+
+VIEWS = ("profile", "behaviour", "counters", "history")
+_VIEW_INDEX = {view: i + 2 for i, view in enumerate(VIEWS)}  # KEYS[1] is the marker
+APPLY_ONCE = resources.files("feature_store").joinpath("apply_once.lua").read_text()
+
+
+class RedisFeatureStore:
+    """Async store on redis-py with hiredis; no sync twin (STYLE 3)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str = "nba:",
+        dedupe_ttl_s: int = 7 * 86400,
+        view_ttl_s: int = 0,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self.view_ttl_s = view_ttl_s
+        self._script_sha: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisFeatureStore:
+        client = aioredis.from_url(url, decode_responses=False, socket_timeout=5.0)
+        return cls(client, **kwargs)
+
+    def key(self, customer_id: str, view: str) -> str:
+        return f"{self.prefix}{{{customer_id}}}:{view}"
+
+    async def fetch(self, customer_id: str) -> CustomerState:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.key(customer_id, "profile"))
+        pipe.hgetall(self.key(customer_id, "behaviour"))
+        pipe.hgetall(self.key(customer_id, "counters"))
+        profile_raw, behaviour_raw, counters_raw = await pipe.execute()
+        return CustomerState(
+            customer_id=customer_id,
+            profile={k.decode(): orjson.loads(v) for k, v in profile_raw.items()},
+            behaviour={k.decode(): orjson.loads(v) for k, v in behaviour_raw.items()},
+            counters={k.decode(): float(v) for k, v in counters_raw.items()},
+            known=bool(profile_raw or behaviour_raw or counters_raw),
+        )
+
+    async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
+        if not batch:
+            return []
+        sha = await self._sha()
+        pipe = self.client.pipeline(transaction=False)
+        for event in batch:
+            keys, args = self._script_call(event)
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        try:
+            results = await pipe.execute()
+        except NoScriptError:  # the server restarted or flushed its scripts
+            self._script_sha = None
+            return await self.apply(batch)
+        return [bool(r) for r in results]
+
+    def _script_call(self, event: EventWrites) -> tuple[list[str], list[str | float]]:
+        cid = event.customer_id
+        keys = [f"{self.prefix}{{{cid}}}:seen:{event.event_id}"]
+        keys += [self.key(cid, view) for view in VIEWS]
+        args: list[str | float] = [self.dedupe_ttl_s, self.view_ttl_s]
+        for write in event.writes:
+            index = _VIEW_INDEX[write.view]
+            if isinstance(write, Put):
+                args += ["put", index, write.field, orjson.dumps(write.value).decode()]
+            elif isinstance(write, Increment):
+                args += ["incr", index, write.field, repr(float(write.amount))]
+            elif isinstance(write, Append):
+                args += ["append", index, write.keep, orjson.dumps(write.value).decode()]
+        return keys, args
+
+    async def _sha(self) -> str:
+        if self._script_sha is None:
+            self._script_sha = str(await self.client.script_load(APPLY_ONCE))
+        return self._script_sha
+
+    async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        raw = await self.client.lrange(self.key(customer_id, "history"), 0, limit - 1)
+        return [orjson.loads(item) for item in raw]
+
+    async def erase(self, customer_id: str) -> int:
+        pattern = f"{self.prefix}{{{_glob_escape(customer_id)}}}:*"
+        keys = [key async for key in self.client.scan_iter(match=pattern, count=500)]
+        if not keys:
+            return 0
+        return int(await self.client.delete(*keys))
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

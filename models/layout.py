@@ -1,0 +1,164 @@
+"""The feature layout: how customer, context and action values become one float row.
+
+Built once when a model is trained (and stored in its metadata), rebuilt from that
+metadata when the model is loaded. At load the action columns of every catalogue
+action are computed into one matrix; a decision then fills the request's columns
+once and the few cross columns per candidate, and hands one matrix to the model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Source = Literal["customer", "context", "action"]
+Kind = Literal["numeric", "onehot", "match", "lookup"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """One column. ``match``: ``source.key == action.other``; ``lookup``: the numeric
+    customer field named ``key`` + the action's ``other`` value (``views_`` + ``shoes``)."""
+
+    name: str
+    source: Source
+    key: str
+    kind: Kind
+    value: str | None = None
+    other: str | None = None
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return 0.0
+
+
+class FeatureLayout:
+    """Encodes (customer, context, candidates) into the model's input matrix."""
+
+    def __init__(self, specs: Sequence[FeatureSpec]) -> None:
+        self.specs = tuple(specs)
+        self.width = len(self.specs)
+        self._numeric: list[tuple[int, Source, str]] = []
+        self._onehot: dict[tuple[Source, str], dict[str, int]] = {}
+        self._match: list[tuple[int, Source, str, str]] = []
+        self._lookup: list[tuple[int, str, str]] = []
+        for col, spec in enumerate(self.specs):
+            if spec.kind == "numeric":
+                self._numeric.append((col, spec.source, spec.key))
+            elif spec.kind == "onehot":
+                self._onehot.setdefault((spec.source, spec.key), {})[str(spec.value)] = col
+            elif spec.kind == "match":
+                self._match.append((col, spec.source, spec.key, str(spec.other)))
+            else:
+                self._lookup.append((col, spec.key, str(spec.other)))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [asdict(spec) for spec in self.specs]
+
+    @classmethod
+    def from_json(cls, raw: Iterable[Mapping[str, Any]]) -> FeatureLayout:
+        return cls([FeatureSpec(**spec) for spec in raw])
+
+    def action_row(self, action: Mapping[str, Any]) -> np.ndarray:
+        row = np.zeros(self.width, dtype=np.float32)
+        for col, source, key in self._numeric:
+            if source == "action":
+                row[col] = _number(action.get(key))
+        for (source, key), columns in self._onehot.items():
+            if source == "action":
+                col = columns.get(str(action.get(key)))
+                if col is not None:
+                    row[col] = 1.0
+        return row
+
+    def request_row(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> np.ndarray:
+        row = np.zeros(self.width, dtype=np.float32)
+        sources = {"customer": customer, "context": context}
+        for col, source, key in self._numeric:
+            if source != "action":
+                row[col] = _number(sources[source].get(key))
+        for (source, key), columns in self._onehot.items():
+            if source != "action":
+                col = columns.get(str(sources[source].get(key)))
+                if col is not None:
+                    row[col] = 1.0
+        return row
+
+    def encode(
+        self,
+        customer: Mapping[str, Any],
+        context: Mapping[str, Any],
+        actions: Sequence[Mapping[str, Any]],
+        action_rows: np.ndarray,
+    ) -> np.ndarray:
+        """One row per candidate: its precomputed action columns plus the request's."""
+        matrix = action_rows + self.request_row(customer, context)
+        if self._match or self._lookup:
+            sources = {"customer": customer, "context": context}
+            for col, source, key, other in self._match:
+                mine = sources[source].get(key)
+                if mine is not None:
+                    matrix[:, col] = [mine == a.get(other) for a in actions]
+            for col, prefix, other in self._lookup:
+                matrix[:, col] = [_number(customer.get(f"{prefix}{a.get(other)}")) for a in actions]
+        return matrix
+
+    @classmethod
+    def infer(
+        cls,
+        customers: Sequence[Mapping[str, Any]],
+        contexts: Sequence[Mapping[str, Any]],
+        actions: Sequence[Mapping[str, Any]],
+        max_levels: int = 24,
+        min_count: int = 5,
+    ) -> FeatureLayout:
+        """Every scalar seen becomes a predictor by default: numbers and booleans as
+        numbers, strings one-hot over their frequent values; plus cross columns where a
+        customer or context value shares its vocabulary with an action attribute."""
+        specs: list[FeatureSpec] = []
+        vocab: dict[tuple[Source, str], Counter[str]] = {}
+        numeric: dict[tuple[Source, str], bool] = {}
+        for source, rows in (("customer", customers), ("context", contexts), ("action", actions)):
+            for row in rows:
+                for key, value in row.items():
+                    if key.startswith("_") or value is None or isinstance(value, list | dict):
+                        continue
+                    slot = (source, key)
+                    if isinstance(value, bool | int | float):
+                        numeric.setdefault(slot, True)
+                    else:
+                        numeric[slot] = False
+                        vocab.setdefault(slot, Counter())[str(value)] += 1
+        for (source, key), is_numeric in sorted(numeric.items()):
+            name = f"{source}.{key}"
+            if is_numeric:
+                specs.append(FeatureSpec(name, source, key, "numeric"))
+                continue
+            for value, count in vocab[(source, key)].most_common(max_levels):
+                if count >= min_count:
+                    specs.append(FeatureSpec(f"{name}={value}", source, key, "onehot", value))
+        action_vocab = {k: set(c) for (s, k), c in vocab.items() if s == "action"}
+        for (source, key), counts in sorted(vocab.items()):
+            if source == "action":
+                continue
+            for other, values in sorted(action_vocab.items()):
+                if len(set(counts) & values) >= 2:
+                    name = f"{source}.{key}==action.{other}"
+                    specs.append(FeatureSpec(name, source, key, "match", other=other))
+        customer_numeric = {k for (s, k), n in numeric.items() if s == "customer" and n}
+        for other, values in sorted(action_vocab.items()):
+            prefixes = {k[: -len(v)] for k in customer_numeric for v in values if k.endswith(v)}
+            for prefix in sorted(p for p in prefixes if p):
+                hits = sum(f"{prefix}{v}" in customer_numeric for v in values)
+                if hits >= 2:
+                    name = f"customer.{prefix}<action.{other}>"
+                    specs.append(FeatureSpec(name, "customer", prefix, "lookup", other=other))
+        return cls(specs)

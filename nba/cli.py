@@ -1,0 +1,214 @@
+"""The ``nba`` command line (contract §6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("nba")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"nba: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _stack(settings: Settings) -> Any:
+    from engine.embedded import EmbeddedStack
+    from nba.wiring import topic_names
+
+    return EmbeddedStack(
+        settings.data_dir / "embedded",
+        redis_url=settings.redis_url,
+        kafka_brokers=settings.kafka_brokers,
+        topics=topic_names(settings),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from nba.wiring import build_app
+
+    settings = _settings()
+    with _stack(settings) as endpoints:
+        app = build_app(settings, endpoints.redis_url, endpoints.kafka_brokers)
+        uvicorn.run(
+            app,  # type: ignore[arg-type]
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+        )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from faust import Worker
+
+    from feature_store.redis_store import RedisFeatureStore
+    from streams.worker import create_worker_app
+
+    settings = _settings()
+    with _stack(settings) as endpoints:
+        app = create_worker_app(
+            settings, endpoints.kafka_brokers, lambda: RedisFeatureStore.from_url(endpoints.redis_url)
+        )
+        worker = Worker(app, loglevel="WARNING", quiet=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Demo data straight into the store (no broker needed), then a first model."""
+    from feature_store.redis_store import RedisFeatureStore
+    from models.registry import ModelRegistry
+    from nba.demo.seed import seed_directly, train_demo_model
+    from nba.demo.world import DemoWorld
+    from rules.catalogue import load_catalogue
+
+    settings = _settings()
+    world = DemoWorld(args.customers)
+    with _stack(settings) as endpoints:
+        async def run() -> int:
+            store = RedisFeatureStore.from_url(endpoints.redis_url)
+            try:
+                return await seed_directly(world, store)
+            finally:
+                await store.close()
+
+        applied = asyncio.run(run())
+        print(f"seeded {len(world.customers)} customers ({applied} events applied)")
+    registry = ModelRegistry(settings.model_dir)
+    if registry.current() is None or args.retrain:
+        version, meta = train_demo_model(world, load_catalogue(settings.catalogue), registry)
+        print(f"trained {meta['estimator']} model {version}: {_metrics_line(meta)}")
+    return 0
+
+
+def _metrics_line(meta: dict[str, Any]) -> str:
+    best = meta["metrics"][meta["estimator"]]
+    return f"hold-out log loss {best['log_loss']:.4f}, AUC {best['auc']:.3f}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.logfile import read_log
+    from models.registry import ModelRegistry
+    from models.training import train_model
+    from rules.catalogue import load_catalogue
+
+    settings = _settings()
+    registry = ModelRegistry(args.out or settings.model_dir)
+    catalogue = load_catalogue(settings.catalogue)
+    if args.log is None:
+        from nba.demo.seed import train_demo_model
+        from nba.demo.world import DemoWorld
+
+        version, meta = train_demo_model(DemoWorld(), catalogue, registry)
+    else:
+        data = read_log(Path(args.log), {a.action.id: a.view for a in catalogue.actions})
+        version, meta = train_model(data, registry, source=str(args.log))
+    print(f"registered {meta['estimator']} model {version} in {registry.root}: {_metrics_line(meta)}")
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from engine.errors import CatalogueError
+    from rules.catalogue import load_catalogue
+
+    folder = Path(args.folder) if args.folder else _settings().catalogue
+    try:
+        catalogue = load_catalogue(folder)
+    except CatalogueError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); catalogue refused", file=sys.stderr)
+        return 1
+    print(f"{folder}: {len(catalogue.actions)} actions, {len(catalogue.rules)} rules, "
+          f"channels {sorted(catalogue.channel_names())}, version {catalogue.version}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nba.demo.runner import run_demo
+
+    return run_demo(_settings(), args.duration, args.customers, args.concurrency)
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    print(f"nba {args.command}: not available in this version yet", file=sys.stderr)
+    return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="nba", description="Real-time next-best-action engine.")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="start everything on embedded defaults and drive traffic")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds of traffic (default 30)")
+    demo.add_argument("--customers", type=int, default=3000, help="customers in the demo world")
+    demo.add_argument("--concurrency", type=int, default=8, help="simultaneous simulated callers")
+    demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default=None, help="bind address (default NBA_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default NBA_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run the stream worker (crm, clickstream, responses)")
+    worker.set_defaults(func=cmd_worker)
+
+    seed = sub.add_parser("seed", help="load the demo world into the store; train if no model")
+    seed.add_argument("--customers", type=int, default=3000)
+    seed.add_argument("--retrain", action="store_true", help="train a new model even if one exists")
+    seed.set_defaults(func=cmd_seed)
+
+    train = sub.add_parser("train", help="train, export to ONNX and register a model")
+    train.add_argument("--log", default=None, help="logged-decision file (JSON Lines, contract §6)")
+    train.add_argument("--out", default=None, help="registry folder (default NBA_MODEL_DIR)")
+    train.set_defaults(func=cmd_train)
+
+    rules = sub.add_parser("rules", help="catalogue and rule tools")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate a catalogue folder; every problem at once")
+    check.add_argument("folder", nargs="?", default=None, help="folder (default NBA_CATALOGUE)")
+    check.set_defaults(func=cmd_rules_check)
+
+    evaluate = sub.add_parser("evaluate", help="off-policy evaluation of policies on a log")
+    evaluate.add_argument("--log", required=False)
+    evaluate.add_argument("--policy", action="append", default=[])
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_pending)
+
+    loadtest = sub.add_parser("loadtest", help="drive the API with Locust at a fixed rate")
+    loadtest.add_argument("--rate", type=float, default=100.0)
+    loadtest.add_argument("--duration", type=float, default=60.0)
+    loadtest.set_defaults(func=cmd_pending)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""``nba demo``: the whole stack on embedded defaults, seeded, trained, and driven."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from types import FrameType
+
+import httpx
+
+from engine.config import Settings, resolve_api_keys
+from feature_store.redis_store import RedisFeatureStore
+from models.registry import ModelRegistry
+from nba.demo.seed import seed_through_kafka, train_demo_model, wait_until_loaded
+from nba.demo.traffic import drive
+from nba.demo.world import DemoWorld
+from nba.processes import child_env, nba_command, spawn, stop
+from rules.catalogue import load_catalogue
+
+
+def _step(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _wait_ready(base_url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API at {base_url} did not become ready in {timeout_s:.0f} s")
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(settings: Settings, duration_s: float, customers: int, concurrency: int) -> int:
+    from nba.cli import _stack
+
+    signal.signal(signal.SIGTERM, _terminate)
+    children: list[subprocess.Popen[bytes]] = []
+    keys, generated = resolve_api_keys(settings)
+    if generated:
+        print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}")
+    api_key = next(k for k, scopes in keys.items() if "admin" in scopes or
+                   {"decide", "respond"} <= set(scopes))
+    logs = settings.data_dir / "logs"
+    try:
+        _step("starting Redis and the Kafka-protocol broker")
+        with _stack(settings) as endpoints:
+            _step(f"redis {endpoints.redis_url}, broker {endpoints.kafka_brokers}")
+            env = child_env(NBA_REDIS_URL=endpoints.redis_url,
+                            NBA_KAFKA_BROKERS=endpoints.kafka_brokers)
+            children.append(spawn(nba_command("worker"), env, logs / "worker.log"))
+            _step("stream worker started; producing the demo world's CRM and clickstream events")
+            world = DemoWorld(customers)
+            sent = asyncio.run(seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix))
+            store = RedisFeatureStore.from_url(endpoints.redis_url)
+
+            async def loaded() -> bool:
+                try:
+                    return await wait_until_loaded(world, store)
+                finally:
+                    await store.close()
+
+            if not asyncio.run(loaded()):
+                raise RuntimeError("the worker did not load the demo events in time; see "
+                                   f"{logs / 'worker.log'}")
+            _step(f"{sent} events streamed into the feature store")
+            catalogue = load_catalogue(settings.catalogue)
+            registry = ModelRegistry(settings.model_dir)
+            if registry.current() is None:
+                _step("no registered model: training one on a logged history of the demo world")
+                version, meta = train_demo_model(world, catalogue, registry)
+                best = meta["metrics"][meta["estimator"]]
+                _step(f"registered {meta['estimator']} model {version} "
+                      f"(log loss {best['log_loss']:.4f}, AUC {best['auc']:.3f})")
+            else:
+                _step(f"serving registered model {registry.current()}")
+            children.append(spawn(nba_command("serve"), env, logs / "serve.log"))
+            base_url = f"http://{settings.host}:{settings.port}"
+            _wait_ready(base_url)
+            _step(f"API ready at {base_url}; driving traffic for {duration_s:.0f} s")
+            views = {a.action.id: a.view for a in catalogue.actions}
+            summary = asyncio.run(drive(world, views, base_url, api_key, duration_s, concurrency))
+            print("\nsummary")
+            for line in summary.lines():
+                print("  " + line)
+            return 0 if summary.decisions > 0 else 1
+    except KeyboardInterrupt:
+        _step("interrupted; stopping")
+        return 130
+    finally:
+        for child in reversed(children):
+            stop(child)

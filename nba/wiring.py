@@ -1,0 +1,83 @@
+"""The composition root: builds real parts from the settings and hands them over.
+
+The only place that knows every package; the packages themselves know only ``engine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from engine.api import Services, create_app
+from engine.auth import KeyRing
+from engine.config import Settings, resolve_api_keys
+from engine.decisions import Decider, DecisionPolicy
+from engine.holders import LiveState
+from feature_store.redis_store import RedisFeatureStore
+from models.onnx_model import load_current
+from models.registry import ModelRegistry
+from rules.catalogue import load_catalogue
+from streams.kafka_sink import KafkaSink
+
+log = logging.getLogger("nba")
+TOPICS = ("clickstream", "crm", "responses", "decisions", "dlq")
+MODEL_POLL_S = 1.0
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [settings.topic(t) for t in TOPICS]
+
+
+async def watch_models(registry: ModelRegistry, live: LiveState, every_s: float = MODEL_POLL_S) -> None:
+    """Pick up a newly promoted model without a restart; a bad one is logged and skipped."""
+    seen = -1.0
+    while True:
+        stamp = registry.pointer_stamp()
+        if stamp != seen:
+            seen = stamp
+            try:
+                model = await asyncio.to_thread(load_current, registry)
+                if model is not None and model.version != getattr(live.model, "version", None):
+                    live.set_model(model)
+                    log.warning("serving model %s", model.version)
+            except Exception as exc:
+                log.error("could not load the promoted model: %s", exc)
+        await asyncio.sleep(every_s)
+
+
+def build_services(settings: Settings, redis_url: str, brokers: str) -> Services:
+    keys, generated = resolve_api_keys(settings)
+    if generated:
+        print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}")
+    store = RedisFeatureStore.from_url(redis_url)
+    live = LiveState(load_catalogue(settings.catalogue))
+    registry = ModelRegistry(settings.model_dir)
+    sink = KafkaSink(brokers)
+    policy = DecisionPolicy(
+        control_share=settings.control_share, budget_s=settings.decision_budget_ms / 1000
+    )
+    decider = Decider(store, live, sink, policy, decisions_topic=settings.topic("decisions"))
+
+    services = Services(
+        store=store,
+        live=live,
+        sink=sink,
+        decider=decider,
+        keys=KeyRing(keys),
+        topic_prefix=settings.topic_prefix,
+        on_start=[sink.start],
+        background=[lambda: watch_models(registry, live)],
+        on_close=[sink.close, store.close],
+    )
+    return services
+
+
+def build_app(settings: Settings, redis_url: str, brokers: str) -> object:
+    return create_app(build_services(settings, redis_url, brokers))
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    path = settings.data_dir.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,78 @@
+"""Turn validated stream events into writes as data (no I/O here).
+
+Behaviour counters are running totals in this version; the windowed aggregates
+(5 min … 7 d) replace them in the feature-store work.
+"""
+
+from __future__ import annotations
+
+from engine.events import ClickstreamEvent, CrmEvent, ResponseEvent
+from engine.writes import Append, EventWrites, Increment, Put, Write
+
+VIEW_TYPES = frozenset({"page_view", "product_view"})
+
+
+def clickstream_writes(event: ClickstreamEvent) -> EventWrites:
+    ts = event.timestamp.timestamp()
+    writes: list[Write] = [Put("behaviour", "last_seen", ts)]
+    if event.type in VIEW_TYPES:
+        writes.append(Increment("behaviour", "views_total"))
+        if event.category:
+            writes.append(Increment("behaviour", f"views_{event.category}"))
+            writes.append(Put("behaviour", "last_category", event.category))
+    elif event.type == "add_to_cart":
+        writes.append(Increment("behaviour", "cart_adds"))
+    elif event.type == "search":
+        writes.append(Increment("behaviour", "searches"))
+    elif event.type == "purchase":
+        writes.append(Increment("behaviour", "purchases"))
+        if event.price is not None:
+            writes.append(Increment("behaviour", "spend", event.price))
+    return EventWrites(event.customer_id, event.event_id, tuple(writes))
+
+
+def crm_writes(event: CrmEvent) -> EventWrites:
+    ts = event.timestamp.timestamp()
+    attrs = event.attributes
+    writes: list[Write] = []
+    if event.type == "profile":
+        writes += [Put("profile", key, value) for key, value in attrs.items()]
+    elif event.type == "consent":
+        channel = str(attrs.get("channel", "marketing"))
+        writes.append(Put("profile", f"consent_{channel}", bool(attrs.get("granted", False))))
+    elif event.type == "complaint":
+        writes.append(Put("profile", "open_complaint", attrs.get("status", "open") == "open"))
+        writes.append(Put("profile", "last_complaint_at", ts))
+    elif event.type == "order":
+        writes.append(Increment("profile", "orders"))
+        amount = attrs.get("amount")
+        if isinstance(amount, int | float) and not isinstance(amount, bool):
+            writes.append(Increment("profile", "revenue", float(amount)))
+        writes.append(Put("profile", "last_order_at", ts))
+    if event.type in ("contact", "complaint", "order"):
+        writes.append(Append("history", {"type": event.type, "at": ts, **attrs}))
+    return EventWrites(event.customer_id, event.event_id, tuple(writes))
+
+
+def response_writes(event: ResponseEvent) -> EventWrites:
+    ts = event.timestamp.timestamp()
+    action, outcome = event.action_id, event.outcome
+    writes: list[Write] = [
+        Increment("counters", f"{action}:{outcome}"),
+        Put("counters", f"{action}:last_{outcome}", ts),
+        Increment("counters", f"all:{outcome}"),
+        Append(
+            "history",
+            {
+                "type": "response",
+                "at": ts,
+                "action_id": action,
+                "outcome": outcome,
+                "decision_id": event.decision_id,
+                "channel": event.channel,
+            },
+        ),
+    ]
+    if event.value is not None:
+        writes.append(Increment("counters", f"{action}:value", event.value))
+    return EventWrites(event.customer_id, event.event_id, tuple(writes))
