@@ -20,6 +20,13 @@ Scalar = str | int | float | bool
 ACTION_ID = re.compile(r"^[a-z0-9-]{1,64}$")
 
 
+def _expression_text(value: Any) -> Any:
+    """YAML reads a bare ``true``/``false`` as a boolean; as a rule it means the same."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 class Window(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     count: int = Field(ge=0)
@@ -54,6 +61,8 @@ class Action(BaseModel):
     content: dict[str, Any] = Field(default_factory=dict)
     prior: float = Field(default=0.02, gt=0, lt=1)
     default_for: list[str] = Field(default_factory=list)
+
+    _eligibility_text = field_validator("eligibility", mode="before")(_expression_text)
 
     @field_validator("valid_from", "valid_to")
     @classmethod
@@ -90,6 +99,8 @@ class GlobalRule(BaseModel):
     description: str = ""
     applies_to: str | None = None
     require: str
+
+    _texts = field_validator("applies_to", "require", mode="before")(_expression_text)
 
 
 class ChannelConfig(BaseModel):

@@ -152,8 +152,6 @@ def _compile_action(
     settled: list[str] = []
     excluded: str | None = None
     candidates: list[tuple[str, Expression]] = []
-    if action.eligibility:
-        candidates.append(("eligibility", compile_expression(action.eligibility, source)))
     for rule, applies, require in rules:
         if applies is not None and applies.roots <= {"action"}:
             if not applies.test(EMPTY, EMPTY, view, 0.0):
@@ -163,6 +161,8 @@ def _compile_action(
             candidates.append((rule.rule, _implies(applies, require)))
         else:
             candidates.append((rule.rule, require))
+    if action.eligibility:  # after the global rules: those explain an exclusion first
+        candidates.append(("eligibility", compile_expression(action.eligibility, source)))
     for name, expression in candidates:
         if expression.roots <= {"action"}:
             if expression.test(EMPTY, EMPTY, view, 0.0):
@@ -222,9 +222,13 @@ def load_catalogue(folder: Path) -> Catalogue:
                 origins[f"rule:{parsed.rule}"] = (source, key_lines.get("require", line))
             elif isinstance(parsed, dict):
                 channels.update(parsed)
+    try:
+        catalogue = build_catalogue(actions, rules, channels, origins)
+    except CatalogueError as exc:
+        raise CatalogueError(problems + exc.problems) from None
     if problems:
         raise CatalogueError(problems)
-    return build_catalogue(actions, rules, channels, origins)
+    return catalogue
 
 
 def parse_action(payload: Any, source: str = "request") -> Action:

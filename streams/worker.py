@@ -28,6 +28,7 @@ E = TypeVar("E", bound=BaseModel)
 BATCH_SIZE = 500
 BATCH_WITHIN_S = 0.05
 MAX_EVENT_BYTES = 256 * 1024
+WORKER_GROUP = "nba-worker"
 
 
 def decode_event(raw: Any, model: type[E]) -> tuple[E | None, str | None]:
@@ -52,7 +53,7 @@ def create_worker_app(
     settings: Settings,
     brokers: str,
     store_factory: Callable[[], FeatureStore],
-    app_id: str = "nba-worker",
+    app_id: str = WORKER_GROUP,
 ) -> faust.App:
     """A faust app with short group timeouts (the embedded broker joins in ~3 s)."""
     app = faust.App(

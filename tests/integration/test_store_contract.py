@@ -1,0 +1,89 @@
+"""One contract suite, run against every FeatureStore backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from engine.embedded import StackEndpoints
+from engine.ports import FeatureStore
+from engine.writes import Append, EventWrites, Increment, Put
+from feature_store.memory_store import MemoryFeatureStore
+from feature_store.redis_store import RedisFeatureStore
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[FeatureStore]:
+    if request.param == "memory":
+        yield MemoryFeatureStore()
+        return
+    endpoints: StackEndpoints = request.getfixturevalue("stack")
+    redis_store = RedisFeatureStore.from_url(endpoints.redis_url)
+    yield redis_store
+    await redis_store.close()
+
+
+def cid() -> str:
+    return f"sc-{uuid.uuid4().hex[:12]}"
+
+
+async def test_unknown_customer_is_empty_not_an_error(store: FeatureStore) -> None:
+    state = await store.fetch(cid())
+    assert not state.known and state.profile == {} and state.counters == {}
+
+
+async def test_writes_are_applied_and_read_back_with_types(store: FeatureStore) -> None:
+    customer = cid()
+    writes = (Put("profile", "age", 41), Put("profile", "vip", True), Put("profile", "seg", "a"),
+              Increment("behaviour", "views_shoes", 2), Increment("counters", "x:click"),
+              Append("history", {"type": "contact", "at": 1.0}))
+    assert await store.apply([EventWrites(customer, "e1", writes)]) == [True]
+    state = await store.fetch(customer)
+    assert state.known
+    assert state.profile == {"age": 41, "vip": True, "seg": "a"}
+    assert state.behaviour["views_shoes"] == 2
+    assert state.counters["x:click"] == 1.0
+    assert await store.history(customer) == [{"type": "contact", "at": 1.0}]
+
+
+async def test_a_replayed_event_changes_nothing(store: FeatureStore) -> None:
+    customer = cid()
+    event = EventWrites(customer, "same-id", (Increment("counters", "a:impression"),))
+    assert await store.apply([event, event]) == [True, False]
+    assert await store.apply([event]) == [False]
+    assert (await store.fetch(customer)).counters["a:impression"] == 1.0
+
+
+async def test_history_is_bounded_newest_first(store: FeatureStore) -> None:
+    customer = cid()
+    batch = [EventWrites(customer, f"e{i}", (Append("history", {"n": i}, keep=3),)) for i in range(5)]
+    await store.apply(batch)
+    assert [r["n"] for r in await store.history(customer)] == [4, 3, 2]
+
+
+async def test_erase_removes_every_trace(store: FeatureStore) -> None:
+    customer, other = cid(), cid()
+    for who in (customer, other):
+        await store.apply([EventWrites(who, "e1", (Put("profile", "age", 1),
+                                                   Increment("counters", "a:click"),
+                                                   Append("history", {"n": 1})))])
+    assert await store.erase(customer) > 0
+    state = await store.fetch(customer)
+    assert not state.known and await store.history(customer) == []
+    assert (await store.fetch(other)).known
+    # the idempotency markers went too: the same event id applies again after erasure
+    assert await store.apply([EventWrites(customer, "e1", (Put("profile", "age", 2),))]) == [True]
+
+
+@pytest.mark.integration
+async def test_redis_erasure_leaves_no_key(stack: StackEndpoints) -> None:
+    store = RedisFeatureStore.from_url(stack.redis_url)
+    customer = cid()
+    await store.apply([EventWrites(customer, "e1", (Put("profile", "age", 1),
+                                                    Append("history", {"n": 1})))])
+    await store.erase(customer)
+    left = [k async for k in store.client.scan_iter(match=f"*{customer}*")]
+    await store.close()
+    assert left == []

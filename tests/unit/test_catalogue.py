@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import DEMO_CATALOGUE
+from engine.errors import CatalogueError
+from rules.catalogue import load_catalogue, parse_action
+
+GOOD = """\
+id: shoes-10
+kind: offer
+name: Shoes
+channels: [web]
+placements: [home_hero]
+eligibility: customer.age >= 18
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_the_demo_catalogue_loads() -> None:
+    catalogue = load_catalogue(DEMO_CATALOGUE)
+    assert len(catalogue.actions) >= 25
+    assert catalogue.channel_names() == {"web", "shop", "call_centre", "email"}
+    assert catalogue.default_placement("web") == "home_hero"
+    assert catalogue.candidates("web", "home_hero")
+
+
+def test_every_problem_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GOOD + "---\nid: Bad_Id\nkind: offer\nname: x\nchannels: [web]\n")
+    write(tmp_path, "b.yaml", "id: ok-2\nkind: coupon\nname: y\nchannels: [web]\n")
+    write(tmp_path, "c.yaml", "id: ok-3\nkind: offer\nname: z\nchannels: [web]\n"
+                              "eligibility: customer.age >=\n")
+    write(tmp_path, "d.yaml", "id: [unclosed\n")
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(tmp_path)
+    problems = {(Path(p.source).name, p.line): p.message for p in caught.value.problems}
+    assert ("a.yaml", 8) in problems and "id" in problems[("a.yaml", 8)]
+    assert ("b.yaml", 2) in problems and "kind" in problems[("b.yaml", 2)]
+    assert ("c.yaml", 5) in problems
+    assert any(name == "d.yaml" for name, _ in problems)
+
+
+def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    write(tmp_path, "b.yaml", GOOD)
+    with pytest.raises(CatalogueError, match="defined twice"):
+        load_catalogue(tmp_path)
+
+
+def test_an_empty_catalogue_is_fine(tmp_path: Path) -> None:
+    catalogue = load_catalogue(tmp_path)
+    assert catalogue.actions == () and catalogue.channel_names() == set()
+
+
+def test_action_only_rules_are_settled_at_load(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GOOD + "attributes: {category: shoes}\n")
+    write(tmp_path, "rules.yaml", 'rule: no-shoes\napplies_to: action.category == "shoes"\n'
+                                  "require: false\n---\nrule: adults\nrequire: customer.age >= 18\n")
+    catalogue = load_catalogue(tmp_path)
+    (item,) = catalogue.actions
+    assert item.excluded_at_load == "no-shoes"
+    assert catalogue.candidates("web", "home_hero") == ()
+    assert [c.name for c in item.checks] == ["adults", "eligibility"]
+
+
+def test_a_changed_catalogue_gets_a_new_version(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    first = load_catalogue(tmp_path).version
+    write(tmp_path, "a.yaml", GOOD.replace("Shoes", "Shoes!"))
+    assert load_catalogue(tmp_path).version != first
+
+
+def test_parse_action_names_the_field() -> None:
+    with pytest.raises(CatalogueError) as caught:
+        parse_action({"id": "x", "kind": "offer", "name": "n", "channels": [], "value": -1})
+    fields = " ".join(p.message for p in caught.value.problems)
+    assert "channels" in fields and "value" in fields

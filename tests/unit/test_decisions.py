@@ -1,0 +1,131 @@
+"""The decision pipeline on the in-memory store backend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.config import DEMO_CATALOGUE
+from engine.decisions import Decider, DecisionInput, DecisionPolicy
+from engine.errors import BadRequest
+from engine.holders import LiveState
+from engine.writes import EventWrites, Put
+from feature_store.memory_store import MemoryFeatureStore
+from rules.catalogue import load_catalogue
+
+ADULT = {"consent_marketing": True, "consent_email": True, "age": 35, "value_class": "A",
+         "segment": "family", "tenure_months": 24, "orders": 3}
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, bytes]] = []
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        self.records.append((topic, key, value))
+
+    def send_nowait(self, topic: str, key: str, value: bytes) -> None:
+        self.records.append((topic, key, value))
+
+    async def close(self) -> None:
+        return None
+
+
+def decider(store: MemoryFeatureStore, share: float = 0.0, folder: Path = DEMO_CATALOGUE) -> Decider:
+    return Decider(store, LiveState(load_catalogue(folder)), ListSink(),
+                   DecisionPolicy(control_share=share))
+
+
+async def with_profile(store: MemoryFeatureStore, customer: str, **profile: object) -> None:
+    writes = tuple(Put("profile", k, v) for k, v in profile.items())
+    await store.apply([EventWrites(customer, f"p-{time.time_ns()}", writes)])
+
+
+async def test_unknown_customer_gets_a_cold_start_decision() -> None:
+    result = await decider(MemoryFeatureStore()).decide(DecisionInput("nobody", "call_centre"))
+    assert result["fallback"] is False and result["placement"] == "agent_desk"
+    assert result["model_version"] == "prior"
+    assert all(a["kind"] == "activity" for a in result["actions"])
+
+
+async def test_no_marketing_without_consent_and_explanations_name_the_rule() -> None:
+    store = MemoryFeatureStore()
+    await with_profile(store, "c1", **{**ADULT, "consent_marketing": False})
+    result = await decider(store).decide(DecisionInput("c1", "web", "home_hero", {}, 5, True))
+    assert all(a["kind"] == "activity" for a in result["actions"])
+    reasons = {e["action_id"]: e["excluded_by"] for e in result["excluded"]}
+    assert reasons["summer-shoes-10"] == "no-marketing-without-consent"
+
+
+async def test_ranking_is_priority_and_limit_is_respected() -> None:
+    store = MemoryFeatureStore()
+    await with_profile(store, "c2", **ADULT)
+    result = await decider(store).decide(DecisionInput("c2", "web", "home_hero", {}, 3, True))
+    scores = [a["score"] for a in result["actions"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    for action in result["actions"]:
+        f = action["explanation"]["factors"]
+        assert action["score"] == pytest.approx(
+            f["propensity"] * f["context_weight"] * f["value"] * f["lever"], rel=1e-5)
+        assert action["rank"] == result["actions"].index(action) + 1
+
+
+async def test_a_recent_decline_suppresses_the_action() -> None:
+    store = MemoryFeatureStore()
+    await with_profile(store, "c3", **ADULT)
+    engine = decider(store)
+    first = await engine.decide(DecisionInput("c3", "web", "home_hero", {}, 1))
+    top = first["actions"][0]["action_id"]
+    await store.apply([EventWrites("c3", "r1", (Put("counters", f"{top}:last_decline", time.time()),))])
+    second = await engine.decide(DecisionInput("c3", "web", "home_hero", {}, 5, True))
+    assert top not in [a["action_id"] for a in second["actions"]]
+    reasons = {e["action_id"]: e["excluded_by"] for e in second["excluded"]}
+    assert reasons[top] == "contact_policy:suppressed_after_decline"
+
+
+async def test_store_outage_answers_from_the_fallback_path() -> None:
+    store = MemoryFeatureStore()
+    store.fail = ConnectionError("redis down")
+    result = await decider(store).decide(DecisionInput("c4", "web", "home_hero", {}, 2))
+    assert result["fallback"] is True
+    assert [a["action_id"] for a in result["actions"]] == ["autumn-collection"]
+
+
+async def test_control_group_is_sticky_and_logged() -> None:
+    store = MemoryFeatureStore()
+    await with_profile(store, "c5", **ADULT)
+    engine = decider(store, share=1.0)
+    results = [await engine.decide(DecisionInput("c5", "web", "home_hero", {}, 1)) for _ in range(5)]
+    assert {r["group"] for r in results} == {"control"}
+    assert len(engine.sink.records) == 5  # type: ignore[union-attr]
+    nobody_held_out = decider(store, share=0.0)
+    assert (await nobody_held_out.decide(DecisionInput("c5", "web")))["group"] == "treatment"
+
+
+async def test_unknown_channel_and_placement_are_bad_requests() -> None:
+    engine = decider(MemoryFeatureStore())
+    with pytest.raises(BadRequest) as caught:
+        await engine.decide(DecisionInput("c", "fax"))
+    assert caught.value.field == "channel"
+    with pytest.raises(BadRequest) as caught:
+        await engine.decide(DecisionInput("c", "web", "moon"))
+    assert caught.value.field == "placement"
+
+
+async def test_an_empty_catalogue_still_answers(tmp_path: Path) -> None:
+    result = await decider(MemoryFeatureStore(), folder=tmp_path).decide(DecisionInput("c", "web"))
+    assert result["actions"] == [] and result["fallback"] is False
+
+
+async def test_actions_outside_their_validity_window_are_not_offered(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "id: past\nkind: banner\nname: Past\nchannels: [web]\nplacements: [top]\n"
+        "valid_to: 2020-01-01T00:00:00Z\n---\n"
+        "id: now\nkind: banner\nname: Now\nchannels: [web]\nplacements: [top]\n"
+    )
+    result = await decider(MemoryFeatureStore(), folder=tmp_path).decide(
+        DecisionInput("c", "web", "top", {}, 5, True))
+    assert [a["action_id"] for a in result["actions"]] == ["now"]
+    assert result["excluded"] == [{"action_id": "past", "excluded_by": "validity_window"}]
