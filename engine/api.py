@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +56,7 @@ class Services:
     topic_prefix: str = "nba."
     metrics: Metrics = field(default_factory=Metrics)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -105,12 +105,20 @@ def create_app(services: Services) -> FastAPI:
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         field_name = ".".join(loc) or "body"
         details = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-             "message": str(e.get("msg"))}
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                "message": str(e.get("msg")),
+            }
             for e in errors[:20]
         ]
-        body = {"error": {"code": "invalid_request", "field": field_name,
-                          "message": f"{field_name}: {first.get('msg')}", "details": details}}
+        body = {
+            "error": {
+                "code": "invalid_request",
+                "field": field_name,
+                "message": f"{field_name}: {first.get('msg')}",
+                "details": details,
+            }
+        }
         return JSON(body, status_code=422)
 
     @app.exception_handler(Exception)
@@ -122,11 +130,19 @@ def create_app(services: Services) -> FastAPI:
     async def decide(body: DecisionRequest) -> Response:
         started = time.perf_counter()
         result = await services.decider.decide(
-            DecisionInput(body.customer_id, body.channel, body.placement, body.context,
-                          body.limit, body.explain)
+            DecisionInput(
+                body.customer_id,
+                body.channel,
+                body.placement,
+                body.context,
+                body.limit,
+                body.explain,
+            )
         )
         metrics.decision_seconds.labels(body.channel).observe(time.perf_counter() - started)
-        metrics.decisions.labels(body.channel, result["group"], str(result["fallback"]).lower()).inc()
+        metrics.decisions.labels(
+            body.channel, result["group"], str(result["fallback"]).lower()
+        ).inc()
         return JSON(result)
 
     @app.post("/v1/responses", status_code=202, dependencies=[scope("respond")])
@@ -157,7 +173,9 @@ def create_app(services: Services) -> FastAPI:
             try:
                 event = model.model_validate(item)
             except ValidationError as exc:
-                raise BadRequest(f"{where}{describe(exc)}", f"{where}{describe(exc).split(':')[0]}") from None
+                raise BadRequest(
+                    f"{where}{describe(exc)}", f"{where}{describe(exc).split(':')[0]}"
+                ) from None
             routed.append((topic(name), event.customer_id, orjson.dumps(item)))
         await asyncio.gather(*(services.sink.send(t, k, v) for t, k, v in routed))
         for t, _, _ in routed:
@@ -177,15 +195,17 @@ def create_app(services: Services) -> FastAPI:
                 DecisionInput(customer_id, channel, None, {}, 3, False), log=False
             )
             current[channel] = decision["actions"]
-        return JSON({
-            "customer_id": customer_id,
-            "known": state.known,
-            "profile": state.profile,
-            "behaviour": state.behaviour,
-            "counters": state.counters,
-            "history": history,
-            "next_best_actions": current,
-        })
+        return JSON(
+            {
+                "customer_id": customer_id,
+                "known": state.known,
+                "profile": state.profile,
+                "behaviour": state.behaviour,
+                "counters": state.counters,
+                "history": history,
+                "next_best_actions": current,
+            }
+        )
 
     @app.get("/healthz")
     async def healthz() -> Response:

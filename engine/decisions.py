@@ -67,7 +67,9 @@ class Decider:
         self.decisions_topic = decisions_topic
         self._rng = random.Random()
 
-    def resolve_placement(self, catalogue: Catalogue, channel: str, placement: str | None) -> str | None:
+    def resolve_placement(
+        self, catalogue: Catalogue, channel: str, placement: str | None
+    ) -> str | None:
         channels = catalogue.channel_names()
         if channels and channel not in channels:
             raise BadRequest(f"unknown channel {channel!r}; known: {sorted(channels)}", "channel")
@@ -125,7 +127,11 @@ class Decider:
                     passed[item.action.id] = [*item.settled, *(c.name for c in item.checks)]
             elif explain:
                 excluded.append({"action_id": item.action.id, "excluded_by": reason})
-        group = "control" if self.policy.in_control(request.customer_id, request.channel) else "treatment"
+        group = (
+            "control"
+            if self.policy.in_control(request.customer_id, request.channel)
+            else "treatment"
+        )
         scores: list[dict[str, Any]] = []
         chosen: list[tuple[CompiledAction, float, float, float]] = []
         if eligible:
@@ -151,7 +157,9 @@ class Decider:
                         "p_chosen": chance if (group == "control" or i in picked) else 0.0,
                     }
                 )
-            chosen = [(eligible[i], float(priority[i]), float(propensity[i]), weight) for i in order]
+            chosen = [
+                (eligible[i], float(priority[i]), float(propensity[i]), weight) for i in order
+            ]
         actions = []
         for rank, (item, score, prop, weight) in enumerate(chosen, start=1):
             action = item.action
@@ -160,7 +168,12 @@ class Decider:
                 explanation = {
                     "rules_passed": passed.get(action.id, []),
                     "contact_policy": self._policy_state(item, state.counters, now),
-                    "factors": {"propensity": prop, "context_weight": weight, "value": action.value, "lever": action.lever},
+                    "factors": {
+                        "propensity": prop,
+                        "context_weight": weight,
+                        "value": action.value,
+                        "lever": action.lever,
+                    },
                 }
             actions.append(
                 {
@@ -205,22 +218,35 @@ class Decider:
             if cap is not None:
                 last_shown = counters.get(f"{aid}:last_impression")
                 shown = counters.get(f"{aid}:impression", 0.0)
-                if last_shown is not None and now - last_shown < cap.days * DAY and shown >= cap.count:
+                if (
+                    last_shown is not None
+                    and now - last_shown < cap.days * DAY
+                    and shown >= cap.count
+                ):
                     return "contact_policy:max_impressions"
         return None
 
     @staticmethod
-    def _policy_state(item: CompiledAction, counters: Mapping[str, float], now: float) -> dict[str, Any]:
+    def _policy_state(
+        item: CompiledAction, counters: Mapping[str, float], now: float
+    ) -> dict[str, Any]:
         aid = item.action.id
         last_decline = counters.get(f"{aid}:last_decline")
         return {
             "impressions": counters.get(f"{aid}:impression", 0.0),
             "declines": counters.get(f"{aid}:decline", 0.0),
-            "days_since_decline": None if last_decline is None else round((now - last_decline) / DAY, 3),
+            "days_since_decline": None
+            if last_decline is None
+            else round((now - last_decline) / DAY, 3),
         }
 
     def _envelope(
-        self, snap: Snapshot, request: DecisionInput, placement: str | None, group: str, fallback: bool
+        self,
+        snap: Snapshot,
+        request: DecisionInput,
+        placement: str | None,
+        group: str,
+        fallback: bool,
     ) -> dict[str, Any]:
         return {
             "decision_id": "d-" + os.urandom(12).hex(),
@@ -238,15 +264,22 @@ class Decider:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Default actions of the placement, decided without the store."""
         defaults = [
-            a for a in snap.catalogue.candidates(request.channel, placement)
+            a
+            for a in snap.catalogue.candidates(request.channel, placement)
             if placement in a.action.default_for
         ][: request.limit]
         response = self._envelope(snap, request, placement, "treatment", True)
         response["actions"] = [
             {
-                "action_id": a.action.id, "kind": a.action.kind, "name": a.action.name,
-                "rank": rank, "score": 0.0, "propensity": a.action.prior,
-                "value": a.action.value, "content": a.action.content, "explanation": None,
+                "action_id": a.action.id,
+                "kind": a.action.kind,
+                "name": a.action.name,
+                "rank": rank,
+                "score": 0.0,
+                "propensity": a.action.prior,
+                "value": a.action.value,
+                "content": a.action.content,
+                "explanation": None,
             }
             for rank, a in enumerate(defaults, start=1)
         ]

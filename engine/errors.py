@@ -1,11 +1,11 @@
 """The engine's error tree; each error knows the HTTP status the API answers with.
 
-    NbaError
-    ├── BadRequest (422)      a request names a field that is wrong
-    ├── NotFound (404)
-    ├── Unauthorized (401)    no key, or an unknown key
-    ├── Forbidden (403)       the key lacks the scope
-    └── CatalogueError (422)  a catalogue or rule file was refused; lists every problem
+NbaError
+├── BadRequest (422)      a request names a field that is wrong
+├── NotFound (404)
+├── Unauthorized (401)    no key, or an unknown key
+├── Forbidden (403)       the key lacks the scope
+└── CatalogueError (422)  a catalogue or rule file was refused; lists every problem
 """
 
 from __future__ import annotations

@@ -5,7 +5,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
-    0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.5,
 )
 
 
@@ -32,9 +45,13 @@ class Metrics:
             registry=self.registry,
         )
         self.model_info = Gauge(
-            "nba_model_loaded", "1 for the model version in use.", ["version"], registry=self.registry
+            "nba_model_loaded",
+            "1 for the model version in use.",
+            ["version"],
+            registry=self.registry,
         )
         self.dropped_logs = Gauge(
-            "nba_decision_logs_dropped", "Decision log records that could not be queued.",
+            "nba_decision_logs_dropped",
+            "Decision log records that could not be queued.",
             registry=self.registry,
         )

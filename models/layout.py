@@ -74,9 +74,9 @@ class FeatureLayout:
                 row[col] = _number(action.get(key))
         for (source, key), columns in self._onehot.items():
             if source == "action":
-                col = columns.get(str(action.get(key)))
-                if col is not None:
-                    row[col] = 1.0
+                hit = columns.get(str(action.get(key)))
+                if hit is not None:
+                    row[hit] = 1.0
         return row
 
     def request_row(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> np.ndarray:
@@ -87,9 +87,9 @@ class FeatureLayout:
                 row[col] = _number(sources[source].get(key))
         for (source, key), columns in self._onehot.items():
             if source != "action":
-                col = columns.get(str(sources[source].get(key)))
-                if col is not None:
-                    row[col] = 1.0
+                hit = columns.get(str(sources[source].get(key)))
+                if hit is not None:
+                    row[hit] = 1.0
         return row
 
     def encode(
@@ -100,7 +100,7 @@ class FeatureLayout:
         action_rows: np.ndarray,
     ) -> np.ndarray:
         """One row per candidate: its precomputed action columns plus the request's."""
-        matrix = action_rows + self.request_row(customer, context)
+        matrix: np.ndarray = action_rows + self.request_row(customer, context)
         if self._match or self._lookup:
             sources = {"customer": customer, "context": context}
             for col, source, key, other in self._match:
@@ -126,12 +126,17 @@ class FeatureLayout:
         specs: list[FeatureSpec] = []
         vocab: dict[tuple[Source, str], Counter[str]] = {}
         numeric: dict[tuple[Source, str], bool] = {}
-        for source, rows in (("customer", customers), ("context", contexts), ("action", actions)):
+        tables: tuple[tuple[Source, Sequence[Mapping[str, Any]]], ...] = (
+            ("customer", customers),
+            ("context", contexts),
+            ("action", actions),
+        )
+        for source, rows in tables:
             for row in rows:
                 for key, value in row.items():
                     if key.startswith("_") or value is None or isinstance(value, list | dict):
                         continue
-                    slot = (source, key)
+                    slot: tuple[Source, str] = (source, key)
                     if isinstance(value, bool | int | float):
                         numeric.setdefault(slot, True)
                     else:

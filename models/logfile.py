@@ -33,8 +33,13 @@ def read_log(path: Path, action_views: Mapping[str, Mapping[str, Any]]) -> Train
                 features = row.get("features") or {}
                 context = {"channel": row.get("channel"), "placement": row.get("placement")}
                 action = {"action_id": action_id, **action_views.get(action_id, {})}
-                data.add(features, context, action, int(float(row.get("reward") or 0) > 0),
-                         _timestamp(row["timestamp"], number))
+                data.add(
+                    features,
+                    context,
+                    action,
+                    int(float(row.get("reward") or 0) > 0),
+                    _timestamp(row["timestamp"], number),
+                )
             except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
                 raise ValueError(f"{path}:{number}: {exc}") from None
     return data

@@ -91,7 +91,9 @@ def _to_onnx(estimator: ClassifierMixin, width: int) -> bytes:
 
 
 def _onnx_probabilities(onnx_bytes: bytes, matrix: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(onnx_bytes, session_options(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        onnx_bytes, session_options(), providers=["CPUExecutionProvider"]
+    )
     (probabilities,) = session.run(["probabilities"], {"features": matrix})
     return np.asarray(probabilities, dtype=np.float64)[:, 1]
 
@@ -130,7 +132,9 @@ def train_model(
     estimator = fitted[best]
     onnx_bytes = _to_onnx(estimator, layout.width)
     difference = float(
-        np.max(np.abs(_onnx_probabilities(onnx_bytes, test_x) - estimator.predict_proba(test_x)[:, 1]))
+        np.max(
+            np.abs(_onnx_probabilities(onnx_bytes, test_x) - estimator.predict_proba(test_x)[:, 1])
+        )
     )
     if difference > PARITY_TOLERANCE:
         raise ExportParityError(f"ONNX differs from scikit-learn by {difference:.2e}")

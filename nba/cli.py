@@ -63,7 +63,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     with _stack(settings) as endpoints:
         app = create_worker_app(
-            settings, endpoints.kafka_brokers, lambda: RedisFeatureStore.from_url(endpoints.redis_url)
+            settings,
+            endpoints.kafka_brokers,
+            lambda: RedisFeatureStore.from_url(endpoints.redis_url),
         )
         worker = Worker(app, loglevel="WARNING", quiet=True)
         try:
@@ -84,6 +86,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     settings = _settings()
     world = DemoWorld(args.customers)
     with _stack(settings) as endpoints:
+
         async def run() -> int:
             store = RedisFeatureStore.from_url(endpoints.redis_url)
             try:
@@ -122,7 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         data = read_log(Path(args.log), {a.action.id: a.view for a in catalogue.actions})
         version, meta = train_model(data, registry, source=str(args.log))
-    print(f"registered {meta['estimator']} model {version} in {registry.root}: {_metrics_line(meta)}")
+    print(
+        f"registered {meta['estimator']} model {version} in {registry.root}: {_metrics_line(meta)}"
+    )
     return 0
 
 
@@ -138,8 +143,10 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s); catalogue refused", file=sys.stderr)
         return 1
-    print(f"{folder}: {len(catalogue.actions)} actions, {len(catalogue.rules)} rules, "
-          f"channels {sorted(catalogue.channel_names())}, version {catalogue.version}")
+    print(
+        f"{folder}: {len(catalogue.actions)} actions, {len(catalogue.rules)} rules, "
+        f"channels {sorted(catalogue.channel_names())}, version {catalogue.version}"
+    )
     return 0
 
 
@@ -159,7 +166,9 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="start everything on embedded defaults and drive traffic")
-    demo.add_argument("--duration", type=float, default=30.0, help="seconds of traffic (default 30)")
+    demo.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of traffic (default 30)"
+    )
     demo.add_argument("--customers", type=int, default=3000, help="customers in the demo world")
     demo.add_argument("--concurrency", type=int, default=8, help="simultaneous simulated callers")
     demo.set_defaults(func=cmd_demo)
@@ -202,7 +211,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -29,7 +29,9 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic(t) for t in TOPICS]
 
 
-async def watch_models(registry: ModelRegistry, live: LiveState, every_s: float = MODEL_POLL_S) -> None:
+async def watch_models(
+    registry: ModelRegistry, live: LiveState, every_s: float = MODEL_POLL_S
+) -> None:
     """Pick up a newly promoted model without a restart; a bad one is logged and skipped."""
     seen = -1.0
     while True:

@@ -107,7 +107,9 @@ def build_catalogue(
             applies = compile_expression(rule.applies_to, source) if rule.applies_to else None
             require = compile_expression(rule.require, source)
         except RuleSyntaxError as exc:
-            problems.append(Problem(source, line + exc.line - 1, f"rule {rule.rule}: {exc.message}"))
+            problems.append(
+                Problem(source, line + exc.line - 1, f"rule {rule.rule}: {exc.message}")
+            )
             continue
         compiled_rules.append((rule, applies, require))
 
@@ -121,7 +123,7 @@ def build_catalogue(
     if problems:
         raise CatalogueError(problems)
 
-    index: dict[tuple[str, str | None], list[CompiledAction]] = {}
+    by_place: dict[tuple[str, str | None], list[CompiledAction]] = {}
     for item in compiled:
         if item.excluded_at_load:
             continue
@@ -129,14 +131,14 @@ def build_catalogue(
             config = channels.get(channel)
             places = item.action.placements or (config.placements if config else [])
             for placement in [None, *places]:
-                index.setdefault((channel, placement), []).append(item)
+                by_place.setdefault((channel, placement), []).append(item)
     version = _version(actions, rules, channels)
     return Catalogue(
         version=version,
         actions=tuple(compiled),
         rules=tuple(rules),
         channels=channels,
-        index={key: tuple(value) for key, value in index.items()},
+        index={key: tuple(value) for key, value in by_place.items()},
     )
 
 
@@ -241,9 +243,7 @@ def parse_action(payload: Any, source: str = "request") -> Action:
     return parsed
 
 
-def _documents(
-    path: Path, problems: list[Problem]
-) -> Iterable[tuple[Any, int, dict[str, int]]]:
+def _documents(path: Path, problems: list[Problem]) -> Iterable[tuple[Any, int, dict[str, int]]]:
     try:
         text = path.read_text(encoding="utf-8")
         loader = yaml.SafeLoader(text)

@@ -67,7 +67,9 @@ class KafkaSink:
 
     async def close(self) -> None:
         deadline = asyncio.get_running_loop().time() + 5.0
-        while self.queue and not self.queue.empty() and asyncio.get_running_loop().time() < deadline:
+        while (
+            self.queue and not self.queue.empty() and asyncio.get_running_loop().time() < deadline
+        ):
             await asyncio.sleep(0.01)
         if self._drainer is not None:
             self._drainer.cancel()

@@ -88,13 +88,14 @@ def create_worker_app(
         await dlq.send(key=key, value=orjson.dumps(record))
         log.warning("dead-lettered an event from %s: %s", topic, reason)
 
-    def agent_for(
-        name: str, model: type[E], to_writes: Callable[[E], EventWrites]
-    ) -> None:
+    def agent_for(name: str, model: type[E], to_writes: Callable[[E], EventWrites]) -> None:
         topic = app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
 
         async def process(stream: faust.StreamT[Any]) -> AsyncIterator[int]:
-            async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            # take_events acks each event only after its batch is handled: offsets are
+            # committed after the writes are stored.
+            batches = stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S)  # type: ignore[attr-defined]
+            async for batch in batches:
                 writes: list[EventWrites] = []
                 for event in batch:
                     parsed, reason = decode_event(event.value, model)

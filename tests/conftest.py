@@ -37,8 +37,12 @@ class Running:
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "nba.cli", *args], env=env, stdout=handle,
-        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
+        [sys.executable, "-m", "nba.cli", *args],
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=str(ROOT),
     )
 
 

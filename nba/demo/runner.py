@@ -49,23 +49,28 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
     keys, generated = resolve_api_keys(settings)
     if generated:
         print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}")
-    api_key = next(k for k, scopes in keys.items() if "admin" in scopes or
-                   {"decide", "respond"} <= set(scopes))
+    api_key = next(
+        k for k, scopes in keys.items() if "admin" in scopes or {"decide", "respond"} <= set(scopes)
+    )
     logs = settings.data_dir / "logs"
     try:
         _step("starting Redis and the Kafka-protocol broker")
         with _stack(settings) as endpoints:
             _step(f"redis {endpoints.redis_url}, broker {endpoints.kafka_brokers}")
-            env = child_env(NBA_REDIS_URL=endpoints.redis_url,
-                            NBA_KAFKA_BROKERS=endpoints.kafka_brokers)
+            env = child_env(
+                NBA_REDIS_URL=endpoints.redis_url, NBA_KAFKA_BROKERS=endpoints.kafka_brokers
+            )
             children.append(spawn(nba_command("worker"), env, logs / "worker.log"))
             _step("stream worker started; producing the demo world's CRM and clickstream events")
             world = DemoWorld(customers)
-            sent = asyncio.run(seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix))
+            sent = asyncio.run(
+                seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix)
+            )
             topics = [settings.topic("crm"), settings.topic("clickstream")]
             if not asyncio.run(wait_for_lag_zero(endpoints.kafka_brokers, WORKER_GROUP, topics)):
-                raise RuntimeError("the worker did not load the demo events in time; see "
-                                   f"{logs / 'worker.log'}")
+                raise RuntimeError(
+                    f"the worker did not load the demo events in time; see {logs / 'worker.log'}"
+                )
             _step(f"{sent} events streamed into the feature store")
             catalogue = load_catalogue(settings.catalogue)
             registry = ModelRegistry(settings.model_dir)
@@ -73,8 +78,10 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
                 _step("no registered model: training one on a logged history of the demo world")
                 version, meta = train_demo_model(world, catalogue, registry)
                 best = meta["metrics"][meta["estimator"]]
-                _step(f"registered {meta['estimator']} model {version} "
-                      f"(log loss {best['log_loss']:.4f}, AUC {best['auc']:.3f})")
+                _step(
+                    f"registered {meta['estimator']} model {version} "
+                    f"(log loss {best['log_loss']:.4f}, AUC {best['auc']:.3f})"
+                )
             else:
                 _step(f"serving registered model {registry.current()}")
             children.append(spawn(nba_command("serve"), env, logs / "serve.log"))

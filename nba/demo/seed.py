@@ -29,17 +29,25 @@ def world_events(world: DemoWorld, now: float) -> Iterable[tuple[str, dict[str, 
             yield "clickstream", event
 
 
-async def seed_through_kafka(world: DemoWorld, brokers: str, prefix: str, progress: bool = True) -> int:
+async def seed_through_kafka(
+    world: DemoWorld, brokers: str, prefix: str, progress: bool = True
+) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=brokers.split(","), linger_ms=20)
     await producer.start()
     sent = 0
     try:
         pending = []
-        for name, event in tqdm(list(world_events(world, time.time())), desc="seed events",
-                                disable=not progress, unit="ev"):
-            pending.append(await producer.send(
-                prefix + name, orjson.dumps(event), key=event["customer_id"].encode()
-            ))
+        for name, event in tqdm(
+            list(world_events(world, time.time())),
+            desc="seed events",
+            disable=not progress,
+            unit="ev",
+        ):
+            pending.append(
+                await producer.send(
+                    prefix + name, orjson.dumps(event), key=event["customer_id"].encode()
+                )
+            )
             sent += 1
         await producer.flush()
         await asyncio.gather(*pending)
@@ -52,8 +60,9 @@ async def seed_directly(world: DemoWorld, store: FeatureStore, progress: bool = 
     """The same writes the stream worker makes, applied without a broker."""
     batch = []
     applied = 0
-    for name, event in tqdm(list(world_events(world, time.time())), desc="seed store",
-                            disable=not progress, unit="ev"):
+    for name, event in tqdm(
+        list(world_events(world, time.time())), desc="seed store", disable=not progress, unit="ev"
+    ):
         if name == "crm":
             batch.append(crm_writes(CrmEvent.model_validate(event)))
         else:
@@ -65,14 +74,18 @@ async def seed_directly(world: DemoWorld, store: FeatureStore, progress: bool = 
     return applied
 
 
-async def wait_until_loaded(world: DemoWorld, store: FeatureStore, timeout_s: float = 120.0) -> bool:
+async def wait_until_loaded(
+    world: DemoWorld, store: FeatureStore, timeout_s: float = 120.0
+) -> bool:
     """True once the last customers' profiles and behaviour are visible in the store."""
     probes = world.customers[-3:]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         states = [await store.fetch(c.customer_id) for c in probes]
-        if all(s.profile and s.behaviour.get("views_total") == sum(c.views.values())
-               for s, c in zip(states, probes, strict=True)):
+        if all(
+            s.profile and s.behaviour.get("views_total") == sum(c.views.values())
+            for s, c in zip(states, probes, strict=True)
+        ):
             return True
         await asyncio.sleep(0.5)
     return False
@@ -90,15 +103,19 @@ def logged_history(world: DemoWorld, catalogue: Catalogue, rows: int = 40_000) -
         if not candidates:
             continue
         item = world.rng.choice(candidates)
-        context = {**request["context"], "channel": request["channel"],
-                   "placement": request["placement"]}
+        context = {
+            **request["context"],
+            "channel": request["channel"],
+            "placement": request["placement"],
+        }
         label = int(world.responds(customer, context, item.view))
         features = {**customer.profile, **world.behaviour(customer)}
         data.add(features, context, item.view, label, start + i * 60.0)
     return data
 
 
-def train_demo_model(world: DemoWorld, catalogue: Catalogue, registry: ModelRegistry,
-                     rows: int = 40_000) -> tuple[str, dict[str, Any]]:
+def train_demo_model(
+    world: DemoWorld, catalogue: Catalogue, registry: ModelRegistry, rows: int = 40_000
+) -> tuple[str, dict[str, Any]]:
     history = logged_history(world, catalogue, rows)
     return train_model(history, registry, source=f"demo world, {rows} uniformly logged rows")

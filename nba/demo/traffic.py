@@ -60,14 +60,25 @@ async def drive(
     summary = TrafficSummary()
     headers = {"Authorization": f"Bearer {api_key}"}
     deadline = time.monotonic() + duration_s
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=10) as client:
+    limits = httpx.Limits(
+        max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+    )
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=10
+    ) as client:
+
         async def respond(decision: dict[str, Any], action: dict[str, Any], outcome: str) -> None:
-            await client.post("/v1/responses", json={
-                "decision_id": decision["decision_id"], "action_id": action["action_id"],
-                "customer_id": decision["customer_id"], "outcome": outcome,
-                "channel": decision["channel"], "timestamp": datetime.now(UTC).isoformat(),
-            })
+            await client.post(
+                "/v1/responses",
+                json={
+                    "decision_id": decision["decision_id"],
+                    "action_id": action["action_id"],
+                    "customer_id": decision["customer_id"],
+                    "outcome": outcome,
+                    "channel": decision["channel"],
+                    "timestamp": datetime.now(UTC).isoformat(),
+                },
+            )
 
         async def one_user() -> None:
             while time.monotonic() < deadline:
@@ -100,4 +111,3 @@ async def drive(
         await asyncio.gather(*(one_user() for _ in range(concurrency)))
         summary.seconds = time.monotonic() - started
     return summary
-

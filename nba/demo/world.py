@@ -59,7 +59,9 @@ class DemoWorld:
             "segment": segment,
             "tenure_months": rng.randint(0, 120),
             "value_class": value_class,
-            "clv": round({"A": 2500.0, "B": 900.0, "C": 250.0}[value_class] * rng.uniform(0.5, 1.5), 2),
+            "clv": round(
+                {"A": 2500.0, "B": 900.0, "C": 250.0}[value_class] * rng.uniform(0.5, 1.5), 2
+            ),
             "consent_marketing": rng.random() < 0.85,
             "consent_email": rng.random() < 0.75,
             "open_complaint": rng.random() < 0.05,
@@ -87,7 +89,9 @@ class DemoWorld:
         """Page views leaning to the favourite category; the world keeps the same counts
         the stream worker will compute, for the training history."""
         for _ in range(n):
-            category = customer.favourite if self.rng.random() < 0.5 else self.rng.choice(CATEGORIES)
+            category = (
+                customer.favourite if self.rng.random() < 0.5 else self.rng.choice(CATEGORIES)
+            )
             customer.views[category] = customer.views.get(category, 0) + 1
             yield {
                 "event_id": f"cs-{uuid.uuid4().hex}",
@@ -114,8 +118,13 @@ class DemoWorld:
             context = {"page_category": page, "device": self.rng.choice(("mobile", "desktop"))}
         elif channel == "call_centre":
             context = {"reason": self.rng.choice(("billing", "complaint", "sales", "service"))}
-        return {"customer_id": customer.customer_id, "channel": channel, "placement": placement,
-                "context": context, "limit": 1}
+        return {
+            "customer_id": customer.customer_id,
+            "channel": channel,
+            "placement": placement,
+            "context": context,
+            "limit": 1,
+        }
 
     def click_probability(
         self, customer: Customer, context: Mapping[str, Any], action: Mapping[str, Any]
@@ -138,5 +147,7 @@ class DemoWorld:
             p *= 1.5
         return min(p, 0.9)
 
-    def responds(self, customer: Customer, context: Mapping[str, Any], action: Mapping[str, Any]) -> bool:
+    def responds(
+        self, customer: Customer, context: Mapping[str, Any], action: Mapping[str, Any]
+    ) -> bool:
         return self.rng.random() < self.click_probability(customer, context, action)

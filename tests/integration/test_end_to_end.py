@@ -49,25 +49,40 @@ def eventually(probe: Callable[[], Any], timeout_s: float = 45.0) -> Any:
 
 
 def decide(base_url: str, customer_id: str, **extra: Any) -> dict[str, Any]:
-    body = {"customer_id": customer_id, "channel": "web", "placement": "home_hero", "limit": 3, **extra}
+    body = {
+        "customer_id": customer_id,
+        "channel": "web",
+        "placement": "home_hero",
+        "limit": 3,
+        **extra,
+    }
     reply = httpx.post(f"{base_url}/v1/decisions", json=body, headers=ADMIN, timeout=5)
     assert reply.status_code == 200, reply.text
     return dict(reply.json())
 
 
 def profile_event(customer_id: str, **attributes: Any) -> bytes:
-    return orjson.dumps({
-        "event_id": f"e-{uuid.uuid4().hex}", "customer_id": customer_id, "type": "profile",
-        "attributes": attributes, "timestamp": now_iso(),
-    })
+    return orjson.dumps(
+        {
+            "event_id": f"e-{uuid.uuid4().hex}",
+            "customer_id": customer_id,
+            "type": "profile",
+            "attributes": attributes,
+            "timestamp": now_iso(),
+        }
+    )
 
 
 def test_crm_profile_event_through_the_broker_changes_the_next_decision(running: Running) -> None:
     customer = f"it-{uuid.uuid4().hex[:10]}"
     before = decide(running.base_url, customer)
     assert before["actions"] == []  # unknown customer: no consent, so no marketing at all
-    produce(running.endpoints.kafka_brokers, "it.crm", customer,
-            [profile_event(customer, consent_marketing=True, age=34, segment="family")])
+    produce(
+        running.endpoints.kafka_brokers,
+        "it.crm",
+        customer,
+        [profile_event(customer, consent_marketing=True, age=34, segment="family")],
+    )
     after = eventually(lambda: decide(running.base_url, customer)["actions"])
     assert {a["kind"] for a in after} <= {"offer", "banner"}
     assert after[0]["rank"] == 1
@@ -75,15 +90,26 @@ def test_crm_profile_event_through_the_broker_changes_the_next_decision(running:
 
 def test_posted_response_updates_its_counter(running: Running) -> None:
     customer = f"it-{uuid.uuid4().hex[:10]}"
-    body = {"action_id": "summer-shoes-10", "customer_id": customer, "outcome": "decline",
-            "timestamp": now_iso()}
-    reply = httpx.post(f"{running.base_url}/v1/responses", json=body,
-                       headers=auth("test-respond-key-01"), timeout=5)
+    body = {
+        "action_id": "summer-shoes-10",
+        "customer_id": customer,
+        "outcome": "decline",
+        "timestamp": now_iso(),
+    }
+    reply = httpx.post(
+        f"{running.base_url}/v1/responses",
+        json=body,
+        headers=auth("test-respond-key-01"),
+        timeout=5,
+    )
     assert reply.status_code == 202, reply.text
 
     def counters() -> dict[str, float]:
-        view = httpx.get(f"{running.base_url}/v1/customers/{customer}",
-                         headers=auth("test-read-key-00001"), timeout=5).json()
+        view = httpx.get(
+            f"{running.base_url}/v1/customers/{customer}",
+            headers=auth("test-read-key-00001"),
+            timeout=5,
+        ).json()
         return dict(view["counters"])
 
     seen = eventually(lambda: counters().get("summer-shoes-10:decline"))
@@ -93,15 +119,32 @@ def test_posted_response_updates_its_counter(running: Running) -> None:
 def test_malformed_event_goes_to_dlq_and_the_worker_keeps_consuming(running: Running) -> None:
     customer = f"it-{uuid.uuid4().hex[:10]}"
     marker = uuid.uuid4().hex
-    bad = [b"{not json " + marker.encode(),
-           orjson.dumps({"event_id": marker, "customer_id": customer, "type": "profile",
-                         "attributes": {}, "timestamp": "yesterday"})]
-    produce(running.endpoints.kafka_brokers, "it.crm", customer,
-            [*bad, profile_event(customer, consent_marketing=True, age=40)])
+    bad = [
+        b"{not json " + marker.encode(),
+        orjson.dumps(
+            {
+                "event_id": marker,
+                "customer_id": customer,
+                "type": "profile",
+                "attributes": {},
+                "timestamp": "yesterday",
+            }
+        ),
+    ]
+    produce(
+        running.endpoints.kafka_brokers,
+        "it.crm",
+        customer,
+        [*bad, profile_event(customer, consent_marketing=True, age=40)],
+    )
 
     async def dead_letters() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer("it.dlq", bootstrap_servers=running.endpoints.kafka_brokers,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            "it.dlq",
+            bootstrap_servers=running.endpoints.kafka_brokers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         found: list[dict[str, Any]] = []
         try:
@@ -122,46 +165,72 @@ def test_malformed_event_goes_to_dlq_and_the_worker_keeps_consuming(running: Run
     assert len(letters) == 2
     assert reasons[0].startswith("not valid JSON")
     assert reasons[1].startswith("timestamp")
-    view = eventually(lambda: httpx.get(f"{running.base_url}/v1/customers/{customer}",
-                                        headers=ADMIN, timeout=5).json()["profile"])
+    view = eventually(
+        lambda: httpx.get(
+            f"{running.base_url}/v1/customers/{customer}", headers=ADMIN, timeout=5
+        ).json()["profile"]
+    )
     assert view["age"] == 40
 
 
 def test_events_over_http_reach_the_feature_store(running: Running) -> None:
     customer = f"it-{uuid.uuid4().hex[:10]}"
-    events = [{"event_id": f"e-{i}-{customer}", "customer_id": customer, "type": "page_view",
-               "category": "shoes", "timestamp": now_iso()} for i in range(3)]
-    reply = httpx.post(f"{running.base_url}/v1/events", json=events,
-                       headers=auth("test-respond-key-01"), timeout=5)
+    events = [
+        {
+            "event_id": f"e-{i}-{customer}",
+            "customer_id": customer,
+            "type": "page_view",
+            "category": "shoes",
+            "timestamp": now_iso(),
+        }
+        for i in range(3)
+    ]
+    reply = httpx.post(
+        f"{running.base_url}/v1/events", json=events, headers=auth("test-respond-key-01"), timeout=5
+    )
     assert reply.status_code == 202 and reply.json() == {"accepted": 3}
-    view = eventually(lambda: httpx.get(f"{running.base_url}/v1/customers/{customer}",
-                                        headers=ADMIN, timeout=5).json()["behaviour"]
-                      .get("views_shoes") == 3.0)
+    view = eventually(
+        lambda: (
+            httpx.get(f"{running.base_url}/v1/customers/{customer}", headers=ADMIN, timeout=5)
+            .json()["behaviour"]
+            .get("views_shoes")
+            == 3.0
+        )
+    )
     assert view
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("post", "/v1/decisions", {"customer_id": "c", "channel": "web"}),
-     ("post", "/v1/responses", {"action_id": "a", "customer_id": "c", "outcome": "click"}),
-     ("post", "/v1/events", [{}]),
-     ("get", "/v1/customers/c-1", None)],
+    [
+        ("post", "/v1/decisions", {"customer_id": "c", "channel": "web"}),
+        ("post", "/v1/responses", {"action_id": "a", "customer_id": "c", "outcome": "click"}),
+        ("post", "/v1/events", [{}]),
+        ("get", "/v1/customers/c-1", None),
+    ],
 )
 def test_every_route_needs_a_key(running: Running, method: str, path: str, body: Any) -> None:
     reply = httpx.request(method, running.base_url + path, json=body, timeout=5)
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "unauthorized"
-    wrong = httpx.request(method, running.base_url + path, json=body, timeout=5,
-                          headers=auth("not-a-known-key-123"))
+    wrong = httpx.request(
+        method, running.base_url + path, json=body, timeout=5, headers=auth("not-a-known-key-123")
+    )
     assert wrong.status_code == 401
 
 
 @pytest.mark.parametrize(
     ("key", "method", "path", "body"),
-    [("test-read-key-00001", "post", "/v1/decisions", {"customer_id": "c", "channel": "web"}),
-     ("test-decide-key-001", "post", "/v1/responses",
-      {"action_id": "a", "customer_id": "c", "outcome": "click"}),
-     ("test-decide-key-001", "get", "/v1/customers/c-1", None)],
+    [
+        ("test-read-key-00001", "post", "/v1/decisions", {"customer_id": "c", "channel": "web"}),
+        (
+            "test-decide-key-001",
+            "post",
+            "/v1/responses",
+            {"action_id": "a", "customer_id": "c", "outcome": "click"},
+        ),
+        ("test-decide-key-001", "get", "/v1/customers/c-1", None),
+    ],
 )
 def test_a_key_without_the_scope_gets_403(
     running: Running, key: str, method: str, path: str, body: Any
@@ -173,13 +242,15 @@ def test_a_key_without_the_scope_gets_403(
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"customer_id": "c", "channel": "web", "limit": 0}, "limit"),
-     ({"customer_id": "", "channel": "web"}, "customer_id"),
-     ({"customer_id": "c"}, "channel"),
-     ({"customer_id": "c", "channel": "fax"}, "channel"),
-     ({"customer_id": "c", "channel": "web", "placement": "nowhere"}, "placement"),
-     ({"customer_id": "c", "channel": "web", "context": {"k": {"nested": 1}}}, "context.k"),
-     ({"customer_id": "c", "channel": "web", "surprise": 1}, "surprise")],
+    [
+        ({"customer_id": "c", "channel": "web", "limit": 0}, "limit"),
+        ({"customer_id": "", "channel": "web"}, "customer_id"),
+        ({"customer_id": "c"}, "channel"),
+        ({"customer_id": "c", "channel": "fax"}, "channel"),
+        ({"customer_id": "c", "channel": "web", "placement": "nowhere"}, "placement"),
+        ({"customer_id": "c", "channel": "web", "context": {"k": {"nested": 1}}}, "context.k"),
+        ({"customer_id": "c", "channel": "web", "surprise": 1}, "surprise"),
+    ],
 )
 def test_bad_decision_request_gets_422_naming_the_field(
     running: Running, body: dict[str, Any], field: str

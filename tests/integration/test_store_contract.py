@@ -36,9 +36,14 @@ async def test_unknown_customer_is_empty_not_an_error(store: FeatureStore) -> No
 
 async def test_writes_are_applied_and_read_back_with_types(store: FeatureStore) -> None:
     customer = cid()
-    writes = (Put("profile", "age", 41), Put("profile", "vip", True), Put("profile", "seg", "a"),
-              Increment("behaviour", "views_shoes", 2), Increment("counters", "x:click"),
-              Append("history", {"type": "contact", "at": 1.0}))
+    writes = (
+        Put("profile", "age", 41),
+        Put("profile", "vip", True),
+        Put("profile", "seg", "a"),
+        Increment("behaviour", "views_shoes", 2),
+        Increment("counters", "x:click"),
+        Append("history", {"type": "contact", "at": 1.0}),
+    )
     assert await store.apply([EventWrites(customer, "e1", writes)]) == [True]
     state = await store.fetch(customer)
     assert state.known
@@ -58,7 +63,9 @@ async def test_a_replayed_event_changes_nothing(store: FeatureStore) -> None:
 
 async def test_history_is_bounded_newest_first(store: FeatureStore) -> None:
     customer = cid()
-    batch = [EventWrites(customer, f"e{i}", (Append("history", {"n": i}, keep=3),)) for i in range(5)]
+    batch = [
+        EventWrites(customer, f"e{i}", (Append("history", {"n": i}, keep=3),)) for i in range(5)
+    ]
     await store.apply(batch)
     assert [r["n"] for r in await store.history(customer)] == [4, 3, 2]
 
@@ -66,9 +73,19 @@ async def test_history_is_bounded_newest_first(store: FeatureStore) -> None:
 async def test_erase_removes_every_trace(store: FeatureStore) -> None:
     customer, other = cid(), cid()
     for who in (customer, other):
-        await store.apply([EventWrites(who, "e1", (Put("profile", "age", 1),
-                                                   Increment("counters", "a:click"),
-                                                   Append("history", {"n": 1})))])
+        await store.apply(
+            [
+                EventWrites(
+                    who,
+                    "e1",
+                    (
+                        Put("profile", "age", 1),
+                        Increment("counters", "a:click"),
+                        Append("history", {"n": 1}),
+                    ),
+                )
+            ]
+        )
     assert await store.erase(customer) > 0
     state = await store.fetch(customer)
     assert not state.known and await store.history(customer) == []
@@ -81,8 +98,9 @@ async def test_erase_removes_every_trace(store: FeatureStore) -> None:
 async def test_redis_erasure_leaves_no_key(stack: StackEndpoints) -> None:
     store = RedisFeatureStore.from_url(stack.redis_url)
     customer = cid()
-    await store.apply([EventWrites(customer, "e1", (Put("profile", "age", 1),
-                                                    Append("history", {"n": 1})))])
+    await store.apply(
+        [EventWrites(customer, "e1", (Put("profile", "age", 1), Append("history", {"n": 1})))]
+    )
     await store.erase(customer)
     left = [k async for k in store.client.scan_iter(match=f"*{customer}*")]
     await store.close()

@@ -35,8 +35,11 @@ def test_the_demo_catalogue_loads() -> None:
 def test_every_problem_is_reported_with_file_and_line(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", GOOD + "---\nid: Bad_Id\nkind: offer\nname: x\nchannels: [web]\n")
     write(tmp_path, "b.yaml", "id: ok-2\nkind: coupon\nname: y\nchannels: [web]\n")
-    write(tmp_path, "c.yaml", "id: ok-3\nkind: offer\nname: z\nchannels: [web]\n"
-                              "eligibility: customer.age >=\n")
+    write(
+        tmp_path,
+        "c.yaml",
+        "id: ok-3\nkind: offer\nname: z\nchannels: [web]\neligibility: customer.age >=\n",
+    )
     write(tmp_path, "d.yaml", "id: [unclosed\n")
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(tmp_path)
@@ -61,8 +64,12 @@ def test_an_empty_catalogue_is_fine(tmp_path: Path) -> None:
 
 def test_action_only_rules_are_settled_at_load(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", GOOD + "attributes: {category: shoes}\n")
-    write(tmp_path, "rules.yaml", 'rule: no-shoes\napplies_to: action.category == "shoes"\n'
-                                  "require: false\n---\nrule: adults\nrequire: customer.age >= 18\n")
+    write(
+        tmp_path,
+        "rules.yaml",
+        'rule: no-shoes\napplies_to: action.category == "shoes"\n'
+        "require: false\n---\nrule: adults\nrequire: customer.age >= 18\n",
+    )
     catalogue = load_catalogue(tmp_path)
     (item,) = catalogue.actions
     assert item.excluded_at_load == "no-shoes"

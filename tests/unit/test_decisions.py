@@ -15,8 +15,15 @@ from engine.writes import EventWrites, Put
 from feature_store.memory_store import MemoryFeatureStore
 from rules.catalogue import load_catalogue
 
-ADULT = {"consent_marketing": True, "consent_email": True, "age": 35, "value_class": "A",
-         "segment": "family", "tenure_months": 24, "orders": 3}
+ADULT = {
+    "consent_marketing": True,
+    "consent_email": True,
+    "age": 35,
+    "value_class": "A",
+    "segment": "family",
+    "tenure_months": 24,
+    "orders": 3,
+}
 
 
 class ListSink:
@@ -33,9 +40,12 @@ class ListSink:
         return None
 
 
-def decider(store: MemoryFeatureStore, share: float = 0.0, folder: Path = DEMO_CATALOGUE) -> Decider:
-    return Decider(store, LiveState(load_catalogue(folder)), ListSink(),
-                   DecisionPolicy(control_share=share))
+def decider(
+    store: MemoryFeatureStore, share: float = 0.0, folder: Path = DEMO_CATALOGUE
+) -> Decider:
+    return Decider(
+        store, LiveState(load_catalogue(folder)), ListSink(), DecisionPolicy(control_share=share)
+    )
 
 
 async def with_profile(store: MemoryFeatureStore, customer: str, **profile: object) -> None:
@@ -68,7 +78,8 @@ async def test_ranking_is_priority_and_limit_is_respected() -> None:
     for action in result["actions"]:
         f = action["explanation"]["factors"]
         assert action["score"] == pytest.approx(
-            f["propensity"] * f["context_weight"] * f["value"] * f["lever"], rel=1e-5)
+            f["propensity"] * f["context_weight"] * f["value"] * f["lever"], rel=1e-5
+        )
         assert action["rank"] == result["actions"].index(action) + 1
 
 
@@ -78,7 +89,9 @@ async def test_a_recent_decline_suppresses_the_action() -> None:
     engine = decider(store)
     first = await engine.decide(DecisionInput("c3", "web", "home_hero", {}, 1))
     top = first["actions"][0]["action_id"]
-    await store.apply([EventWrites("c3", "r1", (Put("counters", f"{top}:last_decline", time.time()),))])
+    await store.apply(
+        [EventWrites("c3", "r1", (Put("counters", f"{top}:last_decline", time.time()),))]
+    )
     second = await engine.decide(DecisionInput("c3", "web", "home_hero", {}, 5, True))
     assert top not in [a["action_id"] for a in second["actions"]]
     reasons = {e["action_id"]: e["excluded_by"] for e in second["excluded"]}
@@ -97,7 +110,9 @@ async def test_control_group_is_sticky_and_logged() -> None:
     store = MemoryFeatureStore()
     await with_profile(store, "c5", **ADULT)
     engine = decider(store, share=1.0)
-    results = [await engine.decide(DecisionInput("c5", "web", "home_hero", {}, 1)) for _ in range(5)]
+    results = [
+        await engine.decide(DecisionInput("c5", "web", "home_hero", {}, 1)) for _ in range(5)
+    ]
     assert {r["group"] for r in results} == {"control"}
     assert len(engine.sink.records) == 5  # type: ignore[union-attr]
     nobody_held_out = decider(store, share=0.0)
@@ -126,6 +141,7 @@ async def test_actions_outside_their_validity_window_are_not_offered(tmp_path: P
         "id: now\nkind: banner\nname: Now\nchannels: [web]\nplacements: [top]\n"
     )
     result = await decider(MemoryFeatureStore(), folder=tmp_path).decide(
-        DecisionInput("c", "web", "top", {}, 5, True))
+        DecisionInput("c", "web", "top", {}, 5, True)
+    )
     assert [a["action_id"] for a in result["actions"]] == ["now"]
     assert result["excluded"] == [{"action_id": "past", "excluded_by": "validity_window"}]

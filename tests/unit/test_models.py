@@ -18,8 +18,10 @@ from rules.catalogue import load_catalogue
 
 
 def test_layout_makes_every_scalar_a_predictor_and_finds_crosses() -> None:
-    customers = [{"age": 30 + i % 5, "seg": "ab"[i % 2], "views_shoes": i % 3, "views_bags": 1}
-                 for i in range(40)]
+    customers = [
+        {"age": 30 + i % 5, "seg": "ab"[i % 2], "views_shoes": i % 3, "views_bags": 1}
+        for i in range(40)
+    ]
     contexts = [{"page_category": ["shoes", "bags"][i % 2]} for i in range(40)]
     actions = [{"category": ["shoes", "bags"][i % 2], "value": 10.0} for i in range(40)]
     layout = FeatureLayout.infer(customers, contexts, actions)
@@ -27,10 +29,14 @@ def test_layout_makes_every_scalar_a_predictor_and_finds_crosses() -> None:
     assert {"customer.age", "customer.seg=a", "customer.seg=b", "action.value"} <= names
     assert "context.page_category==action.category" in names
     assert "customer.views_<action.category>" in names
-    row = layout.encode({"views_shoes": 2.0}, {"page_category": "shoes"},
-                        [{"category": "shoes"}, {"category": "bags"}],
-                        np.stack([layout.action_row({"category": "shoes"}),
-                                  layout.action_row({"category": "bags"})]))
+    row = layout.encode(
+        {"views_shoes": 2.0},
+        {"page_category": "shoes"},
+        [{"category": "shoes"}, {"category": "bags"}],
+        np.stack(
+            [layout.action_row({"category": "shoes"}), layout.action_row({"category": "bags"})]
+        ),
+    )
     match = [s.name for s in layout.specs].index("context.page_category==action.category")
     lookup = [s.name for s in layout.specs].index("customer.views_<action.category>")
     assert list(row[:, match]) == [1.0, 0.0]
