@@ -1,5 +1,6 @@
 """The decision pipeline: request -> features -> candidates -> rules -> scores ->
-arbitration -> response -> log. One store read and one model call per decision."""
+arbitration -> response -> log. One store read and one model call per decision; a
+second store call only when a chosen action must reserve room in a contact cap."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from engine.domain import CustomerState
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
 from engine.ports import EventSink, FeatureStore
-from rules.catalogue import Catalogue, CompiledAction
+from rules.catalogue import Catalogue
 
 DAY = 86400.0
+LOG_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +38,39 @@ class DecisionInput:
 
 @dataclass
 class DecisionPolicy:
-    """Tunables of arbitration and the hold-out; per channel where it matters."""
+    """Service-level tunables; the catalogue's settings override the hold-out per channel."""
 
     control_share: float = 0.05
-    control_salt: str = "nba-control-v1"
     budget_s: float = 0.020
-    context_weights: dict[str, float] = field(default_factory=dict)
 
-    def in_control(self, customer_id: str, channel: str) -> bool:
-        """Sticky hold-out: a salted hash of the customer id, per channel."""
-        digest = hashlib.blake2b(
-            f"{self.control_salt}:{channel}:{customer_id}".encode(), digest_size=8
-        ).digest()
-        return int.from_bytes(digest, "big") / 2**64 < self.control_share
+
+def in_control(
+    catalogue: Catalogue, default_share: float, customer_id: str, channel: str, now: float
+) -> bool:
+    """Sticky hold-out: a salted hash of the customer id and the current period."""
+    share = catalogue.control_share(channel, default_share)
+    if share <= 0.0:
+        return False
+    control = catalogue.control()
+    period = int(now // (control.sticky_days * DAY))
+    digest = hashlib.blake2b(
+        f"{control.salt}:{period}:{channel}:{customer_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+@dataclass(slots=True)
+class Ranked:
+    """What arbitration made of one decision's eligible candidates."""
+
+    idx: np.ndarray
+    propensity: np.ndarray
+    weight: np.ndarray
+    priority: np.ndarray
+    order: list[int]
+    excluded: list[dict[str, Any]]
+    passed: np.ndarray | None
+    diversity: str | None = None
 
 
 class Decider:
@@ -90,12 +112,15 @@ class Decider:
         state, fallback = await self._fetch(request.customer_id)
         context = {**request.context, "channel": request.channel, "placement": placement}
         if fallback:
-            response, record = self._fallback(snap, request, placement)
+            response = self._fallback(snap, request, placement)
+            ranked = None
         else:
-            response, record = self._decide(snap, request, placement, state, context, now)
+            ranked = self.rank(snap, request, placement, state, context, now)
+            chosen = await self._select(snap.catalogue, request, ranked, now)
+            response = self.respond(snap, request, placement, state, ranked, chosen, now)
         response["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        if log:
-            self._log(response, record, request, context, state)
+        if log and self.sink is not None:
+            self._log(snap, response, ranked, request, context, state, now)
         return response
 
     async def _fetch(self, customer_id: str) -> tuple[CustomerState, bool]:
@@ -105,139 +130,172 @@ class Decider:
         except Exception:  # any store failure or timeout: answer from the fallback path
             return CustomerState(customer_id), True
 
-    def _decide(
+    def rank(
         self,
         snap: Snapshot,
         request: DecisionInput,
         placement: str | None,
         state: CustomerState,
-        context: dict[str, Any],
+        context: Mapping[str, Any],
         now: float,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> Ranked:
+        """Screen, score and order the candidates: everything but I/O."""
+        catalogue = snap.catalogue
         customer = state.features()
-        eligible: list[CompiledAction] = []
+        idx = catalogue.candidates(request.channel, placement)
+        keep, passed = catalogue.screener.screen(idx, catalogue.views, customer, context, now)
+        blocked = catalogue.contact.blocked(idx, request.channel, state.counters, now)
+        for pos in blocked:
+            keep[pos] = False
         excluded: list[dict[str, Any]] = []
-        passed: dict[str, list[str]] = {}
-        explain = request.explain
-        for item in snap.catalogue.candidates(request.channel, placement):
-            reason = self._exclusion(item, customer, context, state.counters, now)
-            if reason is None:
-                eligible.append(item)
-                if explain:
-                    passed[item.action.id] = [*item.settled, *(c.name for c in item.checks)]
-            elif explain:
-                excluded.append({"action_id": item.action.id, "excluded_by": reason})
-        group = (
-            "control"
-            if self.policy.in_control(request.customer_id, request.channel)
-            else "treatment"
-        )
-        scores: list[dict[str, Any]] = []
-        chosen: list[tuple[CompiledAction, float, float, float]] = []
-        if eligible:
-            propensity = snap.scorer.score(customer, context, [a.index for a in eligible])
-            weight = self.policy.context_weights.get(request.channel, 1.0)
-            values = np.asarray([a.action.value for a in eligible])
-            levers = np.asarray([a.action.lever for a in eligible])
-            priority = propensity * weight * values * levers
-            k = min(request.limit, len(eligible))
-            if group == "control":
-                order = self._rng.sample(range(len(eligible)), k)
-                chance = k / len(eligible)
-            else:
-                order = [int(i) for i in np.argsort(-priority, kind="stable")[:k]]
-                chance = 1.0
-            picked = set(order)
-            for i, item in enumerate(eligible):
-                scores.append(
-                    {
-                        "action_id": item.action.id,
-                        "propensity": float(propensity[i]),
-                        "score": float(priority[i]),
-                        "p_chosen": chance if (group == "control" or i in picked) else 0.0,
-                    }
+        if request.explain:
+            for out in np.flatnonzero(~keep):
+                index = int(idx[out])
+                reason = blocked.get(int(out)) or catalogue.screener.reason(
+                    index, catalogue.views[index], passed, customer, context, now
                 )
-            chosen = [
-                (eligible[i], float(priority[i]), float(propensity[i]), weight) for i in order
-            ]
+                excluded.append(
+                    {"action_id": catalogue.actions[index].action.id, "excluded_by": reason}
+                )
+        eligible = idx[keep]
+        arbitration = catalogue.arbitration(request.channel, placement)
+        if len(eligible):
+            propensity = snap.scorer.score(customer, context, eligible)
+            priority, weight = arbitration.priorities(
+                eligible, propensity, customer, context, catalogue.views, now
+            )
+        else:
+            propensity = priority = weight = np.zeros(0)
+        group_control = in_control(
+            catalogue, self.policy.control_share, request.customer_id, request.channel, now
+        )
+        if group_control:
+            order = list(range(len(eligible)))
+            self._rng.shuffle(order)
+        else:
+            order = [int(i) for i in np.argsort(-priority, kind="stable")]
+        return Ranked(
+            eligible,
+            propensity,
+            weight,
+            priority,
+            order,
+            excluded,
+            passed if request.explain else None,
+            arbitration.diversity,
+        )
+
+    async def _select(
+        self, catalogue: Catalogue, request: DecisionInput, ranked: Ranked, now: float
+    ) -> list[int]:
+        """Walk the order: diversity, then room in every contact cap, until ``limit``."""
+        diversity = ranked.diversity
+        chosen: list[int] = []
+        seen: set[Any] = set()
+        for pos in ranked.order:
+            action = int(ranked.idx[pos])
+            if diversity is not None:
+                group = catalogue.views[action].get(diversity)
+                if group is not None and group in seen:
+                    continue
+                seen.add(group)
+            reservations = catalogue.contact.reservations(action, request.channel)
+            if reservations and not await self._reserve(request.customer_id, reservations, now):
+                continue
+            chosen.append(pos)
+            if len(chosen) == request.limit:
+                break
+        return chosen
+
+    async def _reserve(self, customer_id: str, reservations: Any, now: float) -> bool:
+        try:
+            return await asyncio.wait_for(
+                self.store.reserve(customer_id, reservations, now), self.policy.budget_s
+            )
+        except Exception:  # cannot prove there is room: do not contact
+            return False
+
+    def respond(
+        self,
+        snap: Snapshot,
+        request: DecisionInput,
+        placement: str | None,
+        state: CustomerState,
+        ranked: Ranked,
+        chosen: list[int],
+        now: float,
+    ) -> dict[str, Any]:
+        catalogue = snap.catalogue
+        control = in_control(
+            catalogue, self.policy.control_share, request.customer_id, request.channel, now
+        )
+        arbitration = catalogue.arbitration(request.channel, placement)
         actions = []
-        for rank, (item, score, prop, weight) in enumerate(chosen, start=1):
-            action = item.action
-            explanation = None
-            if explain:
-                explanation = {
-                    "rules_passed": passed.get(action.id, []),
-                    "contact_policy": self._policy_state(item, state.counters, now),
-                    "factors": {
-                        "propensity": prop,
-                        "context_weight": weight,
-                        "value": action.value,
-                        "lever": action.lever,
-                    },
-                }
+        for rank, pos in enumerate(chosen, start=1):
+            index = int(ranked.idx[pos])
+            action = catalogue.actions[index].action
             actions.append(
                 {
                     "action_id": action.id,
                     "kind": action.kind,
                     "name": action.name,
                     "rank": rank,
-                    "score": round(score, 6),
-                    "propensity": round(prop, 6),
+                    "score": round(float(ranked.priority[pos]), 6),
+                    "propensity": round(float(ranked.propensity[pos]), 6),
                     "value": action.value,
                     "content": action.content,
-                    "explanation": explanation,
+                    "explanation": self._explain(
+                        catalogue, request, state, ranked, pos, arbitration, now
+                    )
+                    if request.explain
+                    else None,
                 }
             )
-        response = self._envelope(snap, request, placement, group, False)
+        response = self._envelope(snap, request, placement, "control" if control else "treatment")
         response["actions"] = actions
-        if explain:
-            response["excluded"] = excluded
-        return response, {"candidates": scores}
+        if request.explain:
+            response["excluded"] = ranked.excluded
+            response["candidates"] = [
+                {
+                    "action_id": catalogue.actions[int(a)].action.id,
+                    "propensity": float(ranked.propensity[i]),
+                    "context_weight": float(ranked.weight[i]),
+                    "priority": float(ranked.priority[i]),
+                    "chosen": i in chosen,
+                }
+                for i, a in enumerate(ranked.idx)
+            ]
+        return response
 
-    def _exclusion(
+    def _explain(
         self,
-        item: CompiledAction,
-        customer: Mapping[str, Any],
-        context: Mapping[str, Any],
-        counters: Mapping[str, float],
+        catalogue: Catalogue,
+        request: DecisionInput,
+        state: CustomerState,
+        ranked: Ranked,
+        pos: int,
+        arbitration: Any,
         now: float,
-    ) -> str | None:
-        if not item.in_window(now):
-            return "validity_window"
-        for check in item.checks:
-            if not check.expression.test(customer, context, item.view, now):
-                return check.name
-        policy = item.action.contact_policy
-        if policy is not None and counters:
-            aid = item.action.id
-            if policy.suppress_after_decline_days is not None:
-                last = counters.get(f"{aid}:last_decline")
-                if last is not None and now - last < policy.suppress_after_decline_days * DAY:
-                    return "contact_policy:suppressed_after_decline"
-            cap = policy.max_impressions
-            if cap is not None:
-                last_shown = counters.get(f"{aid}:last_impression")
-                shown = counters.get(f"{aid}:impression", 0.0)
-                if (
-                    last_shown is not None
-                    and now - last_shown < cap.days * DAY
-                    and shown >= cap.count
-                ):
-                    return "contact_policy:max_impressions"
-        return None
-
-    @staticmethod
-    def _policy_state(
-        item: CompiledAction, counters: Mapping[str, float], now: float
     ) -> dict[str, Any]:
-        aid = item.action.id
-        last_decline = counters.get(f"{aid}:last_decline")
+        index = int(ranked.idx[pos])
+        item = catalogue.actions[index]
         return {
-            "impressions": counters.get(f"{aid}:impression", 0.0),
-            "declines": counters.get(f"{aid}:decline", 0.0),
-            "days_since_decline": None
-            if last_decline is None
-            else round((now - last_decline) / DAY, 3),
+            "rules_passed": [*item.settled, *catalogue.screener.names(index)],
+            "contact_policy": catalogue.contact.state(
+                item.action, request.channel, state.counters, now
+            ),
+            "factors": {
+                "propensity": float(ranked.propensity[pos]),
+                "context_weight": float(ranked.weight[pos]),
+                "value": item.action.value,
+                "lever": item.action.lever,
+                "kind_weight": float(arbitration.kind_weight[index]),
+                "powers": {
+                    "propensity": arbitration.config.propensity_power,
+                    "value": arbitration.config.value_power,
+                    "lever": arbitration.config.lever_power,
+                },
+            },
         }
 
     def _envelope(
@@ -246,7 +304,7 @@ class Decider:
         request: DecisionInput,
         placement: str | None,
         group: str,
-        fallback: bool,
+        fallback: bool = False,
     ) -> dict[str, Any]:
         return {
             "decision_id": "d-" + os.urandom(12).hex(),
@@ -261,43 +319,60 @@ class Decider:
 
     def _fallback(
         self, snap: Snapshot, request: DecisionInput, placement: str | None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> dict[str, Any]:
         """Default actions of the placement, decided without the store."""
+        catalogue = snap.catalogue
         defaults = [
-            a
-            for a in snap.catalogue.candidates(request.channel, placement)
-            if placement in a.action.default_for
+            catalogue.actions[int(i)].action
+            for i in catalogue.candidates(request.channel, placement)
+            if placement in catalogue.actions[int(i)].action.default_for
         ][: request.limit]
-        response = self._envelope(snap, request, placement, "treatment", True)
+        response = self._envelope(snap, request, placement, "treatment", fallback=True)
         response["actions"] = [
             {
-                "action_id": a.action.id,
-                "kind": a.action.kind,
-                "name": a.action.name,
+                "action_id": a.id,
+                "kind": a.kind,
+                "name": a.name,
                 "rank": rank,
                 "score": 0.0,
-                "propensity": a.action.prior,
-                "value": a.action.value,
-                "content": a.action.content,
+                "propensity": a.prior,
+                "value": a.value,
+                "content": a.content,
                 "explanation": None,
             }
             for rank, a in enumerate(defaults, start=1)
         ]
-        return response, {"candidates": []}
+        return response
 
     def _log(
         self,
+        snap: Snapshot,
         response: dict[str, Any],
-        log: dict[str, Any],
+        ranked: Ranked | None,
         request: DecisionInput,
         context: Mapping[str, Any],
         state: CustomerState,
+        now: float,
     ) -> None:
-        if self.sink is None:
-            return
+        """The decision log: enough to replay, train on, and evaluate policies offline."""
+        candidates: dict[str, Any] = {}
+        if ranked is not None and len(ranked.idx):
+            n = len(ranked.idx)
+            chosen = {a["action_id"] for a in response["actions"]}
+            ids = [snap.catalogue.actions[int(a)].action.id for a in ranked.idx]
+            if response["group"] == "control":
+                p_chosen = np.full(n, min(1.0, request.limit / n))
+            else:
+                p_chosen = np.array([1.0 if i in chosen else 0.0 for i in ids])
+            candidates = {
+                "action_ids": ids,
+                "propensity": ranked.propensity,
+                "priority": ranked.priority,
+                "p_chosen": p_chosen,
+            }
         record = {
             "decision_id": response["decision_id"],
-            "timestamp": time.time(),
+            "timestamp": now,
             "customer_id": request.customer_id,
             "channel": request.channel,
             "placement": response["placement"],
@@ -307,7 +382,10 @@ class Decider:
             "fallback": response["fallback"],
             "model_version": response["model_version"],
             "policy_version": response["policy_version"],
-            "candidates": log["candidates"],
+            "candidates": candidates,
             "chosen": [a["action_id"] for a in response["actions"]],
         }
-        self.sink.send_nowait(self.decisions_topic, request.customer_id, orjson.dumps(record))
+        assert self.sink is not None
+        self.sink.send_nowait(
+            self.decisions_topic, request.customer_id, orjson.dumps(record, option=LOG_OPTIONS)
+        )

@@ -29,8 +29,8 @@ def _expression_text(value: Any) -> Any:
 
 class Window(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    count: int = Field(ge=0)
-    days: float = Field(gt=0)
+    count: int = Field(ge=0, le=50)  # MAX_STAMPS: the store keeps the last 50 impressions
+    days: float = Field(gt=0, le=366)
 
 
 class ContactPolicy(BaseModel):
@@ -103,12 +103,72 @@ class GlobalRule(BaseModel):
     _texts = field_validator("applies_to", "require", mode="before")(_expression_text)
 
 
+MARKETING_KINDS: tuple[ActionKind, ...] = ("offer", "banner")
+MAX_STAMPS = 50  # timestamps kept per contact counter: caps may count up to this many
+
+
+class Cap(BaseModel):
+    """At most ``count`` contacts in ``days`` by the actions it covers (by kind and channel)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    count: int = Field(ge=0, le=MAX_STAMPS)
+    days: float = Field(gt=0, le=366)
+    kinds: list[ActionKind] = Field(default_factory=lambda: list(MARKETING_KINDS))
+    channels: list[str] | None = None  # customer caps: which channels count (None: all)
+
+
+class ContextWeight(BaseModel):
+    """Multiplies the priority of the candidates for which ``when`` holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    when: str
+    weight: float = Field(ge=0)
+
+    _when_text = field_validator("when", mode="before")(_expression_text)
+
+
+class Arbitration(BaseModel):
+    """priority = propensity^a × context weight × value^b × lever^c × kind weight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    propensity_power: float = Field(default=1.0, ge=0, le=10)
+    value_power: float = Field(default=1.0, ge=0, le=10)
+    lever_power: float = Field(default=1.0, ge=0, le=10)
+    kind_weights: dict[ActionKind, float] = Field(default_factory=dict)
+    context_weights: list[ContextWeight] = Field(default_factory=list)
+    diversity: str | None = None  # an action attribute: at most one action per value
+
+
 class ChannelConfig(BaseModel):
-    """Placements a channel declares beyond those its actions name, and its default."""
+    """Placements a channel declares beyond those its actions name, its default, its caps,
+    its arbitration (per placement where it differs) and its hold-out share."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     placements: list[str] = Field(default_factory=list)
     default_placement: str | None = None
+    caps: list[Cap] = Field(default_factory=list)
+    arbitration: Arbitration = Field(default_factory=Arbitration)
+    placement_arbitration: dict[str, Arbitration] = Field(default_factory=dict)
+    control_share: float | None = Field(default=None, ge=0, le=1)
+
+
+class ControlGroup(BaseModel):
+    """The hold-out: a salted hash of the customer id, sticky for ``sticky_days``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    share: float = Field(default=0.05, ge=0, le=1)
+    salt: str = Field(default="nba-control", min_length=1)
+    sticky_days: float = Field(default=90.0, gt=0)
+
+
+class CatalogueSettings(BaseModel):
+    """The catalogue's settings document: channels, customer-wide caps, control group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    customer_caps: list[Cap] = Field(default_factory=list)
+    control: ControlGroup | None = None
 
 
 @dataclass(slots=True)
@@ -118,7 +178,7 @@ class CustomerState:
     customer_id: str
     profile: dict[str, Any] = field(default_factory=dict)
     behaviour: dict[str, Any] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
     known: bool = False
 
     def features(self) -> dict[str, Any]:

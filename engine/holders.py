@@ -25,9 +25,10 @@ class PriorScorer:
         self,
         customer: Mapping[str, Any],
         context: Mapping[str, Any],
-        action_indices: Sequence[int],
+        action_indices: np.ndarray,
     ) -> np.ndarray:
-        return self.priors[np.asarray(action_indices, dtype=np.intp)]
+        found: np.ndarray = self.priors[action_indices]
+        return found
 
 
 @dataclass(frozen=True, slots=True)

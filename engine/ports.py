@@ -11,6 +11,19 @@ from engine.domain import CustomerState
 from engine.writes import EventWrites
 
 
+class Reservation(Protocol):
+    """Room needed in one contact cap: fewer than ``count`` stamps in ``window_s``."""
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def window_s(self) -> float: ...
+
+
 class FeatureStore(Protocol):
     """Online store of everything known about a customer."""
 
@@ -20,6 +33,12 @@ class FeatureStore(Protocol):
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         """Apply each event's writes atomically; False where the event was seen before."""
+        ...
+
+    async def reserve(
+        self, customer_id: str, reservations: Sequence[Reservation], now: float
+    ) -> bool:
+        """Atomically: if every cap has room, stamp each with ``now`` and say True."""
         ...
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -44,7 +63,7 @@ class Scorer(Protocol):
         self,
         customer: Mapping[str, Any],
         context: Mapping[str, Any],
-        action_indices: Sequence[int],
+        action_indices: np.ndarray,
     ) -> np.ndarray:
         """Propensities (probability of a positive response), one per candidate."""
         ...

@@ -40,7 +40,18 @@ class Append:
     keep: int = 50
 
 
-Write = Put | Increment | Append
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """Add a time to a field's list of recent times, keeping the newest ``keep``:
+    exact counts over sliding windows (contact caps) in bounded memory."""
+
+    view: View
+    field: str
+    at: float
+    keep: int = 50
+
+
+Write = Put | Increment | Append | Stamp
 
 
 @dataclass(frozen=True, slots=True)

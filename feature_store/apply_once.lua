@@ -1,7 +1,7 @@
 -- Apply one event's writes atomically, at most once per event id.
 -- KEYS[1] dedupe marker; KEYS[2..] the customer's view keys (one hash tag, one slot).
 -- ARGV[1] dedupe TTL in seconds, ARGV[2] view TTL in seconds (0: none);
--- then groups of four: op, key index, field, value.
+-- then groups of four: op, key index, field, value. ``stamp``'s value is [time, keep].
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   return 0
 end
@@ -15,6 +15,18 @@ while i <= #ARGV do
     redis.call('HSET', key, ARGV[i + 2], ARGV[i + 3])
   elseif op == 'incr' then
     redis.call('HINCRBYFLOAT', key, ARGV[i + 2], ARGV[i + 3])
+  elseif op == 'stamp' then
+    local spec = cjson.decode(ARGV[i + 3])
+    local raw = redis.call('HGET', key, ARGV[i + 2])
+    local times = {}
+    if raw then
+      local ok, decoded = pcall(cjson.decode, raw)
+      if ok and type(decoded) == 'table' then times = decoded end
+    end
+    table.insert(times, spec[1])
+    table.sort(times)
+    while #times > spec[2] do table.remove(times, 1) end
+    redis.call('HSET', key, ARGV[i + 2], cjson.encode(times))
   elseif op == 'append' then
     redis.call('LPUSH', key, ARGV[i + 3])
     redis.call('LTRIM', key, 0, tonumber(ARGV[i + 2]) - 1)

@@ -7,8 +7,9 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from engine.domain import CustomerState
-from engine.writes import Append, EventWrites, Increment, Put
+from engine.domain import MAX_STAMPS, CustomerState
+from engine.ports import Reservation
+from engine.writes import Append, EventWrites, Increment, Put, Stamp
 
 
 class MemoryFeatureStore:
@@ -55,12 +56,31 @@ class MemoryFeatureStore:
                 elif isinstance(write, Increment):
                     target = views[write.view]
                     target[write.field] = float(target.get(write.field, 0.0)) + write.amount
+                elif isinstance(write, Stamp):
+                    target = views[write.view]
+                    times = sorted([*target.get(write.field, []), write.at])
+                    target[write.field] = times[-write.keep :]
                 elif isinstance(write, Append):
                     records = views[write.view]
                     records.insert(0, copy.deepcopy(write.value))
                     del records[write.keep :]
             results.append(True)
         return results
+
+    async def reserve(
+        self, customer_id: str, reservations: Sequence[Reservation], now: float
+    ) -> bool:
+        self._check()
+        counters = self._customer(customer_id)["counters"]
+        live = {}
+        for r in reservations:
+            kept = [t for t in counters.get(r.field, []) if t > now - r.window_s]
+            if len(kept) >= r.count:
+                return False
+            live[r.field] = kept
+        for name, kept in live.items():
+            counters[name] = [*kept, now][-MAX_STAMPS:]
+        return True
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
         self._check()

@@ -17,12 +17,15 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from engine.domain import CustomerState
-from engine.writes import Append, EventWrites, Increment, Put
+from engine.domain import MAX_STAMPS, CustomerState
+from engine.ports import Reservation
+from engine.writes import Append, EventWrites, Increment, Put, Stamp
 
 VIEWS = ("profile", "behaviour", "counters", "history")
 _VIEW_INDEX = {view: i + 2 for i, view in enumerate(VIEWS)}  # KEYS[1] is the marker
-APPLY_ONCE = resources.files("feature_store").joinpath("apply_once.lua").read_text()
+SCRIPTS = resources.files("feature_store")
+APPLY_ONCE = SCRIPTS.joinpath("apply_once.lua").read_text()
+RESERVE = SCRIPTS.joinpath("reserve.lua").read_text()
 
 
 class RedisFeatureStore:
@@ -40,6 +43,7 @@ class RedisFeatureStore:
         self.dedupe_ttl_s = dedupe_ttl_s
         self.view_ttl_s = view_ttl_s
         self._script_sha: str | None = None
+        self._reserve = self.client.register_script(RESERVE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisFeatureStore:
@@ -59,7 +63,7 @@ class RedisFeatureStore:
             customer_id=customer_id,
             profile={k.decode(): orjson.loads(v) for k, v in profile_raw.items()},
             behaviour={k.decode(): orjson.loads(v) for k, v in behaviour_raw.items()},
-            counters={k.decode(): float(v) for k, v in counters_raw.items()},
+            counters={k.decode(): orjson.loads(v) for k, v in counters_raw.items()},
             known=bool(profile_raw or behaviour_raw or counters_raw),
         )
 
@@ -91,12 +95,22 @@ class RedisFeatureStore:
                 args += ["incr", index, write.field, repr(float(write.amount))]
             elif isinstance(write, Append):
                 args += ["append", index, write.keep, orjson.dumps(write.value).decode()]
+            elif isinstance(write, Stamp):
+                args += ["stamp", index, write.field, orjson.dumps([write.at, write.keep]).decode()]
         return keys, args
 
     async def _sha(self) -> str:
         if self._script_sha is None:
             self._script_sha = str(await self.client.script_load(APPLY_ONCE))
         return self._script_sha
+
+    async def reserve(
+        self, customer_id: str, reservations: Sequence[Reservation], now: float
+    ) -> bool:
+        args: list[str | float] = [repr(now), MAX_STAMPS]
+        for r in reservations:
+            args += [r.field, r.count, repr(float(r.window_s))]
+        return bool(await self._reserve(keys=[self.key(customer_id, "counters")], args=args))
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
         raw = await self.client.lrange(self.key(customer_id, "history"), 0, limit - 1)

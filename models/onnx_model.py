@@ -56,13 +56,15 @@ class BoundModel:
         self,
         customer: Mapping[str, Any],
         context: Mapping[str, Any],
-        action_indices: Sequence[int],
+        action_indices: np.ndarray | Sequence[int],
     ) -> np.ndarray:
-        if not action_indices:
+        if not len(action_indices):
             return np.zeros(0)
-        idx = np.asarray(action_indices, dtype=np.intp)
         matrix = self.model.layout.encode(
-            customer, context, [self.actions[i] for i in action_indices], self.action_rows[idx]
+            customer,
+            context,
+            [self.actions[i] for i in action_indices],
+            self.action_rows[action_indices],
         )
         return self.model.predict(matrix)
 

@@ -1,10 +1,12 @@
-"""Load the action catalogue and its rule files, check everything, compile once.
+"""Compile the action catalogue, its global rules and its settings into one immutable,
+indexed :class:`Catalogue`.
 
-A folder of YAML files holds three kinds of document (several per file, ``---``
-separated): actions (contract §5), global rules (``rule:`` + ``require:``), and one
-optional channel configuration (``channels:``). Every problem in every file is
-collected and reported together with its file and line; nothing half-loaded is
-ever returned, so the caller keeps serving the last good catalogue.
+Everything that can be done at load is done here: expressions compiled; rules that read
+only the action settled; candidates indexed per (channel, placement) as index arrays;
+request-level checks gathered into the screening matrix; arbitration compiled per
+channel and placement. Every problem is collected and reported together, with its file
+and line; nothing half-built is ever returned, so the caller keeps serving the last
+good catalogue.
 """
 
 from __future__ import annotations
@@ -15,23 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
-import yaml
-from pydantic import ValidationError
 
-from engine.domain import Action, ChannelConfig, GlobalRule
+from engine.domain import Action, Arbitration, CatalogueSettings, ControlGroup, GlobalRule
 from engine.errors import CatalogueError, Problem
+from rules.arbitration import CompiledArbitration
+from rules.contact import ContactRules
 from rules.expressions import Expression, RuleSyntaxError, compile_expression
+from rules.loader import parse_document, read_folder
+from rules.screening import Check, Screener
 
 EMPTY: Mapping[str, object] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """A named condition a candidate must pass for one request."""
-
-    name: str
-    expression: Expression
+NO_ACTIONS = np.zeros(0, dtype=np.intp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,64 +39,76 @@ class CompiledAction:
     view: Mapping[str, object]
     checks: tuple[Check, ...]
     settled: tuple[str, ...]
-    valid_from: float | None
-    valid_to: float | None
     excluded_at_load: str | None = None
-
-    def in_window(self, now: float) -> bool:
-        if self.valid_from is not None and now < self.valid_from:
-            return False
-        return self.valid_to is None or now <= self.valid_to
 
 
 @dataclass(frozen=True)
 class Catalogue:
-    """An immutable, indexed catalogue; swapping one reference makes a new one live."""
+    """Immutable; swapping one reference makes a new catalogue live."""
 
     version: str
     actions: tuple[CompiledAction, ...]
     rules: tuple[GlobalRule, ...]
-    channels: Mapping[str, ChannelConfig]
-    index: Mapping[tuple[str, str | None], tuple[CompiledAction, ...]] = field(repr=False)
-
-    @property
-    def by_id(self) -> dict[str, CompiledAction]:
-        return {a.action.id: a for a in self.actions}
+    settings: CatalogueSettings
+    index: Mapping[tuple[str, str | None], np.ndarray] = field(repr=False)
+    screener: Screener = field(repr=False)
+    contact: ContactRules = field(repr=False)
+    arbitrations: Mapping[tuple[str, str | None], CompiledArbitration] = field(repr=False)
+    views: tuple[Mapping[str, Any], ...] = field(repr=False)
+    by_id: Mapping[str, CompiledAction] = field(repr=False)
 
     def channel_names(self) -> set[str]:
-        return {channel for channel, _ in self.index} | set(self.channels)
+        return {channel for channel, _ in self.index} | set(self.settings.channels)
 
     def placements(self, channel: str) -> list[str]:
         named = {p for c, p in self.index if c == channel and p is not None}
-        config = self.channels.get(channel)
+        config = self.settings.channels.get(channel)
         return sorted(named | set(config.placements if config else ()))
 
     def default_placement(self, channel: str) -> str | None:
-        config = self.channels.get(channel)
+        config = self.settings.channels.get(channel)
         return config.default_placement if config else None
 
-    def candidates(self, channel: str, placement: str | None) -> tuple[CompiledAction, ...]:
-        return self.index.get((channel, placement)) or self.index.get((channel, None), ())
+    def candidates(self, channel: str, placement: str | None) -> np.ndarray:
+        found = self.index.get((channel, placement))
+        if found is None:
+            found = self.index.get((channel, None), NO_ACTIONS)
+        return found
+
+    def arbitration(self, channel: str, placement: str | None) -> CompiledArbitration:
+        found = self.arbitrations.get((channel, placement)) or self.arbitrations.get(
+            (channel, None)
+        )
+        return found or self.arbitrations[("", None)]
+
+    def control(self) -> ControlGroup:
+        return self.settings.control or ControlGroup()
+
+    def control_share(self, channel: str, default: float) -> float:
+        config = self.settings.channels.get(channel)
+        if config is not None and config.control_share is not None:
+            return config.control_share
+        return self.settings.control.share if self.settings.control else default
 
 
 def build_catalogue(
     actions: Iterable[Action],
     rules: Iterable[GlobalRule] = (),
-    channels: Mapping[str, ChannelConfig] | None = None,
+    settings: CatalogueSettings | None = None,
     origins: Mapping[str, tuple[str, int]] | None = None,
 ) -> Catalogue:
-    """Compile validated documents; raises CatalogueError listing every bad expression."""
+    """Compile validated documents; raises CatalogueError listing every problem."""
     actions = list(actions)
     rules = list(rules)
-    channels = dict(channels or {})
+    settings = settings or CatalogueSettings()
     origins = origins or {}
     problems: list[Problem] = []
-    seen: dict[str, Action] = {}
+    unique: dict[str, Action] = {}
     for action in actions:
-        if action.id in seen:
+        if action.id in unique:
             source, line = origins.get(action.id, ("<catalogue>", 0))
             problems.append(Problem(source, line, f"action id {action.id!r} is defined twice"))
-        seen[action.id] = action
+        unique[action.id] = action
 
     compiled_rules: list[tuple[GlobalRule, Expression | None, Expression]] = []
     for rule in rules:
@@ -107,38 +117,56 @@ def build_catalogue(
             applies = compile_expression(rule.applies_to, source) if rule.applies_to else None
             require = compile_expression(rule.require, source)
         except RuleSyntaxError as exc:
-            problems.append(
-                Problem(source, line + exc.line - 1, f"rule {rule.rule}: {exc.message}")
-            )
+            problems.append(Problem(source, line, f"rule {rule.rule}: {exc.message}"))
             continue
         compiled_rules.append((rule, applies, require))
 
     compiled: list[CompiledAction] = []
-    for index, action in enumerate(seen.values()):
+    for index, action in enumerate(unique.values()):
         source, line = origins.get(action.id, ("<catalogue>", 0))
         try:
             compiled.append(_compile_action(index, action, compiled_rules, source))
         except RuleSyntaxError as exc:
             problems.append(Problem(source, line, f"eligibility of {action.id}: {exc}"))
+
+    plain = [c.action for c in compiled]
+    arbitrations: dict[tuple[str, str | None], CompiledArbitration] = {}
+    settings_at = origins.get("settings", ("<settings>", 0))
+    try:
+        arbitrations[("", None)] = CompiledArbitration(Arbitration(), plain)
+        for channel, config in settings.channels.items():
+            arbitrations[(channel, None)] = CompiledArbitration(config.arbitration, plain)
+            for placement, arbitration in config.placement_arbitration.items():
+                arbitrations[(channel, placement)] = CompiledArbitration(arbitration, plain)
+    except RuleSyntaxError as exc:
+        problems.append(Problem(settings_at[0], settings_at[1], f"context weight: {exc}"))
     if problems:
         raise CatalogueError(problems)
 
-    by_place: dict[tuple[str, str | None], list[CompiledAction]] = {}
+    by_place: dict[tuple[str, str | None], list[int]] = {}
     for item in compiled:
         if item.excluded_at_load:
             continue
         for channel in item.action.channels:
-            config = channels.get(channel)
-            places = item.action.placements or (config.placements if config else [])
-            for placement in [None, *places]:
-                by_place.setdefault((channel, placement), []).append(item)
-    version = _version(actions, rules, channels)
+            declared = settings.channels.get(channel)
+            places = item.action.placements or (declared.placements if declared else [])
+            for place in [None, *places]:
+                by_place.setdefault((channel, place), []).append(item.index)
     return Catalogue(
-        version=version,
+        version=_version(actions, rules, settings),
         actions=tuple(compiled),
         rules=tuple(rules),
-        channels=channels,
-        index={key: tuple(value) for key, value in by_place.items()},
+        settings=settings,
+        index={key: np.asarray(value, dtype=np.intp) for key, value in by_place.items()},
+        screener=Screener(
+            [c.checks for c in compiled],
+            [c.action.valid_from.timestamp() if c.action.valid_from else None for c in compiled],
+            [c.action.valid_to.timestamp() if c.action.valid_to else None for c in compiled],
+        ),
+        contact=ContactRules(plain, settings),
+        arbitrations=arbitrations,
+        views=tuple(c.view for c in compiled),
+        by_id={c.action.id: c for c in compiled},
     )
 
 
@@ -148,11 +176,11 @@ def _compile_action(
     rules: list[tuple[GlobalRule, Expression | None, Expression]],
     source: str,
 ) -> CompiledAction:
-    """Settle at load what depends on the action alone; keep the rest as checks."""
+    """Settle at load what depends on the action alone; keep the rest as checks.
+
+    Global rules come first, then the action's own eligibility: a global rule is the
+    better explanation of an exclusion."""
     view = action.rule_view()
-    checks: list[Check] = []
-    settled: list[str] = []
-    excluded: str | None = None
     candidates: list[tuple[str, Expression]] = []
     for rule, applies, require in rules:
         if applies is not None and applies.roots <= {"action"}:
@@ -163,8 +191,11 @@ def _compile_action(
             candidates.append((rule.rule, _implies(applies, require)))
         else:
             candidates.append((rule.rule, require))
-    if action.eligibility:  # after the global rules: those explain an exclusion first
+    if action.eligibility:
         candidates.append(("eligibility", compile_expression(action.eligibility, source)))
+    checks: list[Check] = []
+    settled: list[str] = []
+    excluded: str | None = None
     for name, expression in candidates:
         if expression.roots <= {"action"}:
             if expression.test(EMPTY, EMPTY, view, 0.0):
@@ -173,16 +204,7 @@ def _compile_action(
                 excluded = name
         else:
             checks.append(Check(name, expression))
-    return CompiledAction(
-        index=index,
-        action=action,
-        view=view,
-        checks=tuple(checks),
-        settled=tuple(settled),
-        valid_from=action.valid_from.timestamp() if action.valid_from else None,
-        valid_to=action.valid_to.timestamp() if action.valid_to else None,
-        excluded_at_load=excluded,
-    )
+    return CompiledAction(index, action, view, tuple(checks), tuple(settled), excluded)
 
 
 def _implies(applies: Expression, require: Expression) -> Expression:
@@ -190,112 +212,41 @@ def _implies(applies: Expression, require: Expression) -> Expression:
     return compile_expression(f"not ({applies.text}) or ({require.text})")
 
 
-def _version(
-    actions: list[Action], rules: list[GlobalRule], channels: Mapping[str, ChannelConfig]
-) -> str:
+def _version(actions: list[Action], rules: list[GlobalRule], settings: CatalogueSettings) -> str:
     payload = orjson.dumps(
         {
             "actions": sorted((a.model_dump(mode="json") for a in actions), key=lambda a: a["id"]),
             "rules": sorted((r.model_dump(mode="json") for r in rules), key=lambda r: r["rule"]),
-            "channels": {k: v.model_dump(mode="json") for k, v in sorted(channels.items())},
+            "settings": settings.model_dump(mode="json"),
         },
         option=orjson.OPT_SORT_KEYS,
     )
     return "p-" + hashlib.sha256(payload).hexdigest()[:12]
 
 
-def load_catalogue(folder: Path) -> Catalogue:
-    """Read every ``*.yaml``/``*.yml`` file below ``folder``; all problems at once."""
-    actions: list[Action] = []
-    rules: list[GlobalRule] = []
-    channels: dict[str, ChannelConfig] = {}
-    origins: dict[str, tuple[str, int]] = {}
-    problems: list[Problem] = []
-    files = sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]) if folder.is_dir() else []
-    for path in files:
-        source = str(path)
-        for doc, line, key_lines in _documents(path, problems):
-            parsed = _parse_document(doc, source, line, key_lines, problems)
-            if isinstance(parsed, Action):
-                actions.append(parsed)
-                origins.setdefault(parsed.id, (source, key_lines.get("eligibility", line)))
-            elif isinstance(parsed, GlobalRule):
-                rules.append(parsed)
-                origins[f"rule:{parsed.rule}"] = (source, key_lines.get("require", line))
-            elif isinstance(parsed, dict):
-                channels.update(parsed)
+def load_catalogue(folder: Path, overrides: Mapping[str, Action | None] | None = None) -> Catalogue:
+    """Read every YAML file below ``folder``; all problems at once.
+
+    ``overrides`` (from the API): an action by id replaces or adds, ``None`` deletes."""
+    docs = read_folder(folder)
+    actions = docs.actions
+    if overrides:
+        actions = [a for a in actions if a.id not in overrides]
+        actions += [a for a in overrides.values() if a is not None]
     try:
-        catalogue = build_catalogue(actions, rules, channels, origins)
+        catalogue = build_catalogue(actions, docs.rules, docs.settings, docs.origins)
     except CatalogueError as exc:
-        raise CatalogueError(problems + exc.problems) from None
-    if problems:
-        raise CatalogueError(problems)
+        raise CatalogueError(docs.problems + exc.problems) from None
+    if docs.problems:
+        raise CatalogueError(docs.problems)
     return catalogue
 
 
 def parse_action(payload: Any, source: str = "request") -> Action:
     """Validate one action given as JSON (the API's PUT); field-located errors."""
     problems: list[Problem] = []
-    parsed = _parse_document(payload, source, 1, {}, problems, kind="action")
+    parsed = parse_document(payload, source, 1, {}, problems, kind="action")
     if problems or not isinstance(parsed, Action):
         raise CatalogueError(problems or [Problem(source, 1, "not an action")])
     build_catalogue([parsed])  # compiles its eligibility, or raises with the problem
     return parsed
-
-
-def _documents(path: Path, problems: list[Problem]) -> Iterable[tuple[Any, int, dict[str, int]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        loader = yaml.SafeLoader(text)
-        try:
-            while loader.check_node():
-                node = loader.get_node()
-                if node is None:
-                    continue
-                data = loader.construct_document(node)
-                key_lines: dict[str, int] = {}
-                if isinstance(node, yaml.MappingNode):
-                    for key_node, _ in node.value:
-                        key_lines[str(key_node.value)] = key_node.start_mark.line + 1
-                yield data, node.start_mark.line + 1, key_lines
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        problems.append(Problem(str(path), line, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), 0, f"cannot read: {exc}"))
-
-
-def _parse_document(
-    doc: Any,
-    source: str,
-    line: int,
-    key_lines: dict[str, int],
-    problems: list[Problem],
-    kind: str | None = None,
-) -> Action | GlobalRule | dict[str, ChannelConfig] | None:
-    if not isinstance(doc, dict):
-        problems.append(Problem(source, line, "each document must be a mapping"))
-        return None
-    if kind is None:
-        kind = "rule" if "rule" in doc else "channels" if set(doc) == {"channels"} else "action"
-    try:
-        if kind == "rule":
-            return GlobalRule.model_validate(doc)
-        if kind == "channels":
-            raw = doc["channels"]
-            if not isinstance(raw, dict):
-                raise TypeError("channels must map a channel name to its configuration")
-            return {str(k): ChannelConfig.model_validate(v or {}) for k, v in raw.items()}
-        return Action.model_validate(doc)
-    except ValidationError as exc:
-        for error in exc.errors():
-            loc = error["loc"]
-            field_name = ".".join(str(p) for p in loc) or "document"
-            at = key_lines.get(str(loc[0]), line) if loc else line
-            problems.append(Problem(source, at, f"{field_name}: {error['msg']}"))
-    except TypeError as exc:
-        problems.append(Problem(source, line, str(exc)))
-    return None

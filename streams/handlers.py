@@ -6,8 +6,9 @@ Behaviour counters are running totals in this version; the windowed aggregates
 
 from __future__ import annotations
 
+from engine.domain import MAX_STAMPS
 from engine.events import ClickstreamEvent, CrmEvent, ResponseEvent
-from engine.writes import Append, EventWrites, Increment, Put, Write
+from engine.writes import Append, EventWrites, Increment, Put, Stamp, Write
 
 VIEW_TYPES = frozenset({"page_view", "product_view"})
 
@@ -73,6 +74,8 @@ def response_writes(event: ResponseEvent) -> EventWrites:
             },
         ),
     ]
+    if outcome == "impression":
+        writes.append(Stamp("counters", f"{action}:imp_ts", ts, MAX_STAMPS))
     if event.value is not None:
         writes.append(Increment("counters", f"{action}:value", event.value))
     return EventWrites(event.customer_id, event.event_id, tuple(writes))

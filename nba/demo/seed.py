@@ -100,9 +100,9 @@ def logged_history(world: DemoWorld, catalogue: Catalogue, rows: int = 40_000) -
         customer = world.pick()
         request = world.request(customer)
         candidates = catalogue.candidates(request["channel"], request["placement"])
-        if not candidates:
+        if not len(candidates):
             continue
-        item = world.rng.choice(candidates)
+        item = catalogue.actions[int(world.rng.choice(list(candidates)))]
         context = {
             **request["context"],
             "channel": request["channel"],

@@ -9,9 +9,10 @@ import pytest
 
 from engine.embedded import StackEndpoints
 from engine.ports import FeatureStore
-from engine.writes import Append, EventWrites, Increment, Put
+from engine.writes import Append, EventWrites, Increment, Put, Stamp
 from feature_store.memory_store import MemoryFeatureStore
 from feature_store.redis_store import RedisFeatureStore
+from rules.contact import Reservation
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
@@ -105,3 +106,29 @@ async def test_redis_erasure_leaves_no_key(stack: StackEndpoints) -> None:
     left = [k async for k in store.client.scan_iter(match=f"*{customer}*")]
     await store.close()
     assert left == []
+
+
+async def test_stamps_keep_the_newest_times(store: FeatureStore) -> None:
+    customer = cid()
+    batch = [
+        EventWrites(customer, f"s{i}", (Stamp("counters", "a:imp_ts", float(t), keep=3),))
+        for i, t in enumerate([5, 1, 4, 2, 3])
+    ]
+    await store.apply(batch)
+    assert (await store.fetch(customer)).counters["a:imp_ts"] == [3.0, 4.0, 5.0]
+
+
+async def test_reserve_is_all_or_nothing(store: FeatureStore) -> None:
+    customer = cid()
+    now = 1_000_000.0
+    week = Reservation("cap:email:m", 2, 7 * 86400.0)
+    total = Reservation("cap:customer:all", 3, 7 * 86400.0)
+    assert await store.reserve(customer, [week, total], now)
+    assert await store.reserve(customer, [week, total], now + 1)
+    assert not await store.reserve(customer, [week, total], now + 2)  # week is full
+    assert await store.reserve(customer, [total], now + 3)  # total had room: 2 of 3 used
+    assert not await store.reserve(customer, [total], now + 4)
+    later = now + 7 * 86400.0 + 10  # the window slid past every stamp
+    assert await store.reserve(customer, [week, total], later)
+    counters = (await store.fetch(customer)).counters
+    assert counters["cap:email:m"] == [later]

@@ -29,7 +29,7 @@ def test_the_demo_catalogue_loads() -> None:
     assert len(catalogue.actions) >= 25
     assert catalogue.channel_names() == {"web", "shop", "call_centre", "email"}
     assert catalogue.default_placement("web") == "home_hero"
-    assert catalogue.candidates("web", "home_hero")
+    assert len(catalogue.candidates("web", "home_hero")) > 5
 
 
 def test_every_problem_is_reported_with_file_and_line(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_action_only_rules_are_settled_at_load(tmp_path: Path) -> None:
     catalogue = load_catalogue(tmp_path)
     (item,) = catalogue.actions
     assert item.excluded_at_load == "no-shoes"
-    assert catalogue.candidates("web", "home_hero") == ()
+    assert len(catalogue.candidates("web", "home_hero")) == 0
     assert [c.name for c in item.checks] == ["adults", "eligibility"]
 
 

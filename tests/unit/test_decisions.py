@@ -106,17 +106,28 @@ async def test_store_outage_answers_from_the_fallback_path() -> None:
     assert [a["action_id"] for a in result["actions"]] == ["autumn-collection"]
 
 
-async def test_control_group_is_sticky_and_logged() -> None:
-    store = MemoryFeatureStore()
-    await with_profile(store, "c5", **ADULT)
-    engine = decider(store, share=1.0)
-    results = [
-        await engine.decide(DecisionInput("c5", "web", "home_hero", {}, 1)) for _ in range(5)
-    ]
+async def test_control_group_is_configured_per_channel_sticky_and_logged(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "id: one\nkind: banner\nname: One\nchannels: [web, shop]\n---\n"
+        "id: two\nkind: banner\nname: Two\nchannels: [web, shop]\n---\n"
+        "channels:\n  web: {placements: [top]}\n  shop: {placements: [till], control_share: 0.0}\n"
+        "control: {share: 1.0, salt: s}\n"
+    )
+    engine = decider(MemoryFeatureStore(), share=0.0, folder=tmp_path)
+    results = [await engine.decide(DecisionInput("c5", "web", "top", {}, 1)) for _ in range(5)]
     assert {r["group"] for r in results} == {"control"}
     assert len(engine.sink.records) == 5  # type: ignore[union-attr]
-    nobody_held_out = decider(store, share=0.0)
-    assert (await nobody_held_out.decide(DecisionInput("c5", "web")))["group"] == "treatment"
+    shop = await engine.decide(DecisionInput("c5", "shop", "till"))
+    assert shop["group"] == "treatment"
+
+
+async def test_hold_out_share_is_close_to_the_configured_share() -> None:
+    engine = decider(MemoryFeatureStore(), share=0.0)  # the demo catalogue holds out 5%
+    groups = [
+        (await engine.decide(DecisionInput(f"c-{i}", "call_centre"), log=False))["group"]
+        for i in range(2000)
+    ]
+    assert 0.03 < groups.count("control") / len(groups) < 0.07
 
 
 async def test_unknown_channel_and_placement_are_bad_requests() -> None:
