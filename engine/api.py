@@ -26,11 +26,11 @@ from pydantic import ValidationError
 
 from engine.auth import KeyRing
 from engine.decisions import Decider, DecisionInput
-from engine.errors import BadRequest, NbaError
+from engine.errors import BadRequest, NbaError, NotFound
 from engine.events import ClickstreamEvent, CrmEvent, describe, event_topic
 from engine.holders import LiveState
 from engine.metrics import Metrics
-from engine.ports import EventSink, FeatureStore
+from engine.ports import CatalogueAdmin, EventSink, FeatureStore
 from engine.schemas import DecisionRequest, ResponseRequest
 
 log = logging.getLogger("nba.api")
@@ -53,6 +53,7 @@ class Services:
     sink: EventSink
     decider: Decider
     keys: KeyRing
+    catalogue_admin: CatalogueAdmin | None = None
     topic_prefix: str = "nba."
     metrics: Metrics = field(default_factory=Metrics)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -206,6 +207,52 @@ def create_app(services: Services) -> FastAPI:
                 "next_best_actions": current,
             }
         )
+
+    def admin() -> CatalogueAdmin:
+        if services.catalogue_admin is None:
+            raise NbaError("catalogue changes are not enabled on this server")
+        return services.catalogue_admin
+
+    def action_body(entry: Any) -> dict[str, Any]:
+        body: dict[str, Any] = entry.action.model_dump(mode="json")
+        if entry.excluded_at_load:
+            body["excluded_at_load"] = entry.excluded_at_load
+        return body
+
+    @app.get("/v1/actions", dependencies=[scope("read")])
+    async def list_actions() -> Response:
+        catalogue = services.live.catalogue
+        return JSON(
+            {
+                "policy_version": catalogue.version,
+                "actions": [action_body(entry) for entry in catalogue.actions],
+            }
+        )
+
+    @app.get("/v1/actions/{action_id}", dependencies=[scope("read")])
+    async def get_action(action_id: str) -> Response:
+        entry = services.live.catalogue.by_id.get(action_id)
+        if entry is None:
+            raise NotFound(f"no action {action_id!r}")
+        return JSON(
+            {"policy_version": services.live.catalogue.version, "action": action_body(entry)}
+        )
+
+    @app.put("/v1/actions/{action_id}", dependencies=[scope("admin")])
+    async def put_action(action_id: str, request: Request) -> Response:
+        try:
+            payload = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}", "body") from None
+        catalogue = await admin().put(action_id, payload)
+        return JSON(
+            {"policy_version": catalogue.version, "action": action_body(catalogue.by_id[action_id])}
+        )
+
+    @app.delete("/v1/actions/{action_id}", status_code=204, dependencies=[scope("admin")])
+    async def delete_action(action_id: str) -> Response:
+        await admin().delete(action_id)
+        return Response(status_code=204)
 
     @app.get("/healthz")
     async def healthz() -> Response:

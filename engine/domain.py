@@ -108,7 +108,11 @@ MAX_STAMPS = 50  # timestamps kept per contact counter: caps may count up to thi
 
 
 class Cap(BaseModel):
-    """At most ``count`` contacts in ``days`` by the actions it covers (by kind and channel)."""
+    """At most ``count`` contacts in ``days`` by the actions it covers (by kind and channel).
+
+    A cap counts decisions: room is reserved atomically when an action is chosen, which
+    is what outbound channels need (an email is a contact when it is decided at send
+    time). Inbound channels limit what is shown with per-action impression caps."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-z0-9-]{1,64}$")

@@ -70,10 +70,12 @@ class CatalogueError(NbaError):
         self.problems = problems
 
     def body(self) -> dict[str, object]:
+        first = self.problems[0].message if self.problems else ""
         return {
             "error": {
                 "code": self.code,
-                "message": f"{len(self.problems)} problem(s) in the catalogue",
+                "field": first.split(":", 1)[0] if ":" in first else None,
+                "message": f"{len(self.problems)} problem(s): {self.message}",
                 "problems": [
                     {"source": p.source, "line": p.line, "message": p.message}
                     for p in self.problems

@@ -81,3 +81,13 @@ class EventSink(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CatalogueAdmin(Protocol):
+    """Changes to the catalogue over the API: validated, stored, live in every process."""
+
+    async def put(self, action_id: str, payload: Any) -> Any:
+        """Validate and store an action; returns the new live catalogue."""
+        ...
+
+    async def delete(self, action_id: str) -> Any: ...

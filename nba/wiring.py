@@ -14,10 +14,12 @@ from engine.auth import KeyRing
 from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
 from engine.holders import LiveState
+from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.redis_store import RedisFeatureStore
 from models.onnx_model import load_current
 from models.registry import ModelRegistry
 from rules.catalogue import load_catalogue
+from rules.live import CatalogueManager
 from streams.kafka_sink import KafkaSink
 
 log = logging.getLogger("nba")
@@ -54,6 +56,8 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}")
     store = RedisFeatureStore.from_url(redis_url)
     live = LiveState(load_catalogue(settings.catalogue))
+    catalogue_store = RedisCatalogueStore.from_url(redis_url)
+    manager = CatalogueManager(settings.catalogue, catalogue_store, live.set_catalogue)
     registry = ModelRegistry(settings.model_dir)
     sink = KafkaSink(brokers)
     policy = DecisionPolicy(
@@ -61,16 +65,24 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
     )
     decider = Decider(store, live, sink, policy, decisions_topic=settings.topic("decisions"))
 
+    async def initial_catalogue() -> None:
+        """The files plus the stored changes; if the store is away, the files alone."""
+        try:
+            await manager.reload()
+        except Exception as exc:
+            log.error("catalogue changes not loaded yet (%s); the watcher retries", exc)
+
     services = Services(
         store=store,
         live=live,
         sink=sink,
         decider=decider,
         keys=KeyRing(keys),
+        catalogue_admin=manager,
         topic_prefix=settings.topic_prefix,
-        on_start=[sink.start],
-        background=[lambda: watch_models(registry, live)],
-        on_close=[sink.close, store.close],
+        on_start=[sink.start, initial_catalogue],
+        background=[lambda: watch_models(registry, live), manager.watch],
+        on_close=[sink.close, store.close, catalogue_store.close],
     )
     return services
 

@@ -367,12 +367,17 @@
   function renderCounters(view) {
     const counters = view.counters || {};
     const per = {};
+    const caps = [];
     for (const [key, value] of Object.entries(counters)) {
       const at = key.indexOf(":");
       if (at < 0) continue;
       const action = key.slice(0, at);
       const what = key.slice(at + 1);
-      if (action === "all") continue;
+      if (action === "cap") {
+        if (Array.isArray(value)) caps.push([what, value.filter((t) => typeof t === "number")]);
+        continue;
+      }
+      if (action === "all" || typeof value !== "number") continue;
       (per[action] = per[action] || {})[what] = value;
     }
     const body = clear($("counters"));
@@ -390,6 +395,16 @@
         el("td", { "data-label": "Last", text: last === null ? "–" : when(last) })));
     }
     show($("counters-empty"), ids.length === 0);
+    const capList = clear($("caps"));
+    for (const [name, stamps] of caps.sort()) {
+      const [scope, ...rest] = name.split(":");
+      const last = stamps.length ? Math.max(...stamps) : null;
+      capList.append(el("li", { "data-testid": "cap", "data-cap": name },
+        el("strong", { text: rest.join(":") || scope }),
+        ` (${scope === "customer" ? "all channels" : scope}): ${stamps.length} recent contact${stamps.length === 1 ? "" : "s"}`,
+        last === null ? "" : `, last ${when(last)}`));
+    }
+    show($("caps-box"), caps.length > 0);
   }
 
   function contentParts(content) {
@@ -400,12 +415,27 @@
   }
 
   function policyText(policy) {
-    if (!policy) return "";
+    if (!policy || typeof policy !== "object") return "";
     const parts = [`shown ${num(policy.impressions || 0)}×`, `declined ${num(policy.declines || 0)}×`];
     parts.push(policy.days_since_decline === null || policy.days_since_decline === undefined
       ? "no decline on record"
       : `last decline ${num(policy.days_since_decline)} days ago`);
+    const window = policy.impressions_in_window;
+    if (window && typeof window === "object") {
+      parts.push(`shown ${num(window.count)} of max ${num(window.max)} in ${num(window.days)} days`);
+    }
+    const caps = policy.caps && typeof policy.caps === "object" ? policy.caps : {};
+    for (const [name, cap] of Object.entries(caps)) {
+      if (cap && typeof cap === "object") {
+        parts.push(`${name}: ${num(cap.used)} of ${num(cap.max)} contacts in ${num(cap.days)} days`);
+      }
+    }
     return `Contact policy: ${parts.join(" · ")}`;
+  }
+
+  function factorText(name, value, power) {
+    const text = `${name} ${name === "propensity" ? pct(value) : sig(value)}`;
+    return typeof power === "number" && power !== 1 ? `(${text})^${sig(power)}` : text;
   }
 
   function renderReasons(action) {
@@ -416,16 +446,20 @@
       return why;
     }
     const f = x.factors || {};
-    const formula = el("p", { class: "formula", "data-testid": "factors" },
-      el("span", { class: "factor", title: "how likely the customer is to accept" }, `propensity ${pct(f.propensity)}`),
-      " × ",
-      el("span", { class: "factor", title: "weight of this channel and context" }, `weight ${sig(f.context_weight)}`),
-      " × ",
-      el("span", { class: "factor", title: "what an accept is worth" }, `value ${sig(f.value)}`),
-      " × ",
-      el("span", { class: "factor", title: "business priority" }, `lever ${sig(f.lever)}`),
-      " = ",
-      el("strong", { title: "priority used to rank" }, sig(action.score)));
+    const powers = f.powers && typeof f.powers === "object" ? f.powers : {};
+    const terms = [
+      ["propensity", f.propensity, powers.propensity, "how likely the customer is to accept"],
+      ["weight", f.context_weight, null, "weight of this channel and context"],
+      ["kind", f.kind_weight, null, "weight of the action's kind on this channel"],
+      ["value", f.value, powers.value, "what an accept is worth"],
+      ["lever", f.lever, powers.lever, "business priority"],
+    ].filter(([name, value]) => typeof value === "number" && !(name === "kind" && value === 1));
+    const formula = el("p", { class: "formula", "data-testid": "factors" });
+    terms.forEach(([name, value, power, title], i) => {
+      if (i) formula.append(" × ");
+      formula.append(el("span", { class: "factor", title, text: factorText(name, value, power) }));
+    });
+    formula.append(" = ", el("strong", { title: "priority used to rank", text: sig(action.score) }));
     why.append(formula);
     const rules = Array.isArray(x.rules_passed) ? x.rules_passed : [];
     if (rules.length) {
@@ -479,8 +513,12 @@
       list.append(item);
     }
     if (!actions.length) {
-      list.append(el("li", { class: "empty", "data-testid": "no-actions",
-        text: "No activity fits this customer right now. Handle the call as usual." }));
+      const excludedNow = Array.isArray(decision.excluded) ? decision.excluded : [];
+      const capped = excludedNow.filter((e) => String(e.excluded_by).startsWith("contact_policy:cap:"));
+      const text = capped.length && capped.length === excludedNow.length
+        ? `No activity: the contact limit for this customer is reached (${[...new Set(capped.map((e) => String(e.excluded_by).slice(19)))].join(", ")}). Handle the call as usual.`
+        : "No activity fits this customer right now. Handle the call as usual.";
+      list.append(el("li", { class: "empty", "data-testid": "no-actions", text }));
     }
     const notes = [];
     if (decision.fallback) notes.push("The engine answered with default suggestions (it could not read the customer in time).");
@@ -536,15 +574,23 @@
     return api("GET", `/v1/customers/${encodeURIComponent(customerId)}`);
   }
 
+  function settle(promise) {
+    return promise.then(
+      (value) => ({ status: "fulfilled", value }),
+      (reason) => ({ status: "rejected", reason }));
+  }
+
   async function load(customerId) {
     state.customerId = customerId;
     state.busy = true;
     setStatus(`Loading ${customerId}…`);
     showError("");
     try {
-      const [view, decision] = await Promise.allSettled([fetchView(customerId), decide(customerId)]);
+      // The decision first: it is what the agent needs, and a view may not change it.
+      const decision = await settle(decide(customerId));
+      const view = await settle(fetchView(customerId));
       if (state.customerId !== customerId) return; // a newer search took over
-      const failures = [view, decision].filter((r) => r.status === "rejected").map((r) => r.reason);
+      const failures = [decision, view].filter((r) => r.status === "rejected").map((r) => r.reason);
       state.view = view.status === "fulfilled" ? view.value : null;
       state.decision = decision.status === "fulfilled" ? decision.value : null;
       if (state.view) renderView();
