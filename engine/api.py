@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
@@ -34,6 +36,7 @@ from engine.ports import CatalogueAdmin, EventSink, FeatureStore
 from engine.schemas import DecisionRequest, ResponseRequest
 
 log = logging.getLogger("nba.api")
+STATIC = Path(__file__).resolve().parent / "static"
 MAX_EVENTS = 1000
 
 
@@ -254,6 +257,8 @@ def create_app(services: Services) -> FastAPI:
         await admin().delete(action_id)
         return Response(status_code=204)
 
+    app.mount("/desk", StaticFiles(directory=STATIC / "desk", html=True), name="desk")
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return JSON({"status": "ok"})
@@ -277,7 +282,8 @@ def create_app(services: Services) -> FastAPI:
     async def prometheus() -> Response:
         metrics.model_info.clear()
         metrics.model_info.labels(services.live.snapshot.scorer.version).set(1)
-        metrics.dropped_logs.set(getattr(services.sink, "dropped", 0))
+        spool = getattr(services.sink, "spool", None)
+        metrics.spooled.set(spool.pending if spool is not None else 0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -105,6 +105,7 @@ class Decider:
         return placement
 
     async def decide(self, request: DecisionInput, log: bool = True) -> dict[str, Any]:
+        """``log=False`` is a preview (the customer view): not logged, reserves no cap."""
         started = time.perf_counter()
         now = time.time()
         snap = self.live.snapshot
@@ -116,7 +117,7 @@ class Decider:
             ranked = None
         else:
             ranked = self.rank(snap, request, placement, state, context, now)
-            chosen = await self._select(snap.catalogue, request, ranked, now)
+            chosen = await self._select(snap.catalogue, request, ranked, now, reserve=log)
             response = self.respond(snap, request, placement, state, ranked, chosen, now)
         response["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
         if log and self.sink is not None:
@@ -186,7 +187,12 @@ class Decider:
         )
 
     async def _select(
-        self, catalogue: Catalogue, request: DecisionInput, ranked: Ranked, now: float
+        self,
+        catalogue: Catalogue,
+        request: DecisionInput,
+        ranked: Ranked,
+        now: float,
+        reserve: bool = True,
     ) -> list[int]:
         """Walk the order: diversity, then room in every contact cap, until ``limit``."""
         diversity = ranked.diversity
@@ -200,7 +206,11 @@ class Decider:
                     continue
                 seen.add(group)
             reservations = catalogue.contact.reservations(action, request.channel)
-            if reservations and not await self._reserve(request.customer_id, reservations, now):
+            if (
+                reserve
+                and reservations
+                and not await self._reserve(request.customer_id, reservations, now)
+            ):
                 continue
             chosen.append(pos)
             if len(chosen) == request.limit:

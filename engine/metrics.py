@@ -50,8 +50,8 @@ class Metrics:
             ["version"],
             registry=self.registry,
         )
-        self.dropped_logs = Gauge(
-            "nba_decision_logs_dropped",
-            "Decision log records that could not be queued.",
+        self.spooled = Gauge(
+            "nba_spooled_records",
+            "Records waiting in the local spool for the broker to return.",
             registry=self.registry,
         )

@@ -150,6 +150,13 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nba.evaluate import run_evaluate
+
+    settings = _settings()
+    return run_evaluate(Path(args.log), args.policy or ["logged"], args.json, settings.catalogue)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
@@ -197,11 +204,18 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("folder", nargs="?", default=None, help="folder (default NBA_CATALOGUE)")
     check.set_defaults(func=cmd_rules_check)
 
-    evaluate = sub.add_parser("evaluate", help="off-policy evaluation of policies on a log")
-    evaluate.add_argument("--log", required=False)
-    evaluate.add_argument("--policy", action="append", default=[])
-    evaluate.add_argument("--json", action="store_true")
-    evaluate.set_defaults(func=cmd_pending)
+    evaluate = sub.add_parser(
+        "evaluate", help="off-policy estimates (IPS, SNIPS, DR) of policies on a logged file"
+    )
+    evaluate.add_argument("--log", required=True, help="logged-decision file (JSON Lines)")
+    evaluate.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        help="uniform | logged | model:DIR (repeatable; default: logged)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     loadtest = sub.add_parser("loadtest", help="drive the API with Locust at a fixed rate")
     loadtest.add_argument("--rate", type=float, default=100.0)

@@ -59,7 +59,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
     catalogue_store = RedisCatalogueStore.from_url(redis_url)
     manager = CatalogueManager(settings.catalogue, catalogue_store, live.set_catalogue)
     registry = ModelRegistry(settings.model_dir)
-    sink = KafkaSink(brokers)
+    sink = KafkaSink(brokers, settings.data_dir / "spool")
     policy = DecisionPolicy(
         control_share=settings.control_share, budget_s=settings.decision_budget_ms / 1000
     )

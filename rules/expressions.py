@@ -281,7 +281,8 @@ assert _FUNCTIONS.keys() == syntax.FUNCTIONS.keys(), "the parser and the runtime
 # -- back end: Python source generated from the checked tree ---------------------------
 # Timed with timeit on the realistic rule in the tests (consent and age >= 18 and
 # page != "checkout" and category in [...]), CPython 3.11: a tree of closures took
-# about 830 ns a call, this generated function about 450 ns, so generation it is.
+# about 830 ns a call, this generated function about 460 ns (500 ns through
+# Expression.evaluate), so generation it is.
 
 _ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}

@@ -95,7 +95,7 @@ class Logical(_Node):
 
 @dataclass(frozen=True, slots=True)
 class Arith(_Node):
-    """``first op1 x1 op2 x2 ...`` evaluated left to right; all ops share one precedence."""
+    """``first op1 x1 op2 x2 ...`` evaluated strictly left to right."""
 
     first: Node
     rest: tuple[tuple[str, Node], ...]
@@ -213,7 +213,7 @@ class _Parser:
                     left = Logical(token.line, token.column, op, (left, right))
             else:
                 right = self.expression(power + 1)
-                if isinstance(left, Arith) and left.rest[0][0] in _SAME_LEVEL[op]:
+                if isinstance(left, Arith):  # a left fold, whatever the precedence inside
                     left = Arith(left.line, left.column, left.first, (*left.rest, (op, right)))
                 else:
                     left = Arith(token.line, token.column, left, ((op, right),))
@@ -327,9 +327,6 @@ class _Parser:
             noun = "argument" if least == 1 else "arguments"
             raise self.error(f"{name}() takes {wanted} {noun}, got {len(args)}", token)
         return Call(token.line, token.column, name, tuple(args))
-
-
-_SAME_LEVEL = {op: ("+", "-") if op in "+-" else ("*", "/", "%") for op in "+-*/%"}
 
 
 def children(node: Node) -> tuple[Node, ...]:

@@ -1,7 +1,9 @@
-"""The engine's producer: responses and ingested events awaited, decision logs queued.
+"""The engine's producer: nothing it is handed is lost while the broker is away.
 
-Decision logs must never slow a decision, so :meth:`send_nowait` only appends to a
-bounded queue that a background task drains in batches.
+``send`` (responses, ingested events) waits until the broker has the record, or until
+the record is in the local spool; ``send_nowait`` (decision logs) only queues, so a
+decision never waits for Kafka. Whatever the broker does not take goes to the spool,
+which is replayed as soon as the broker answers again.
 """
 
 from __future__ import annotations
@@ -9,71 +11,167 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from streams.spool import Record, Spool
+
 log = logging.getLogger("nba.sink")
+SEND_TIMEOUT_S = 2.0
+REPLAY_EVERY_S = 1.0
+BATCH = 500
 
 
 class KafkaSink:
-    def __init__(self, brokers: str, queue_size: int = 100_000) -> None:
+    def __init__(self, brokers: str, spool_dir: Path, queue_size: int = 100_000) -> None:
         self.brokers = brokers
+        self.spool = Spool(spool_dir)
         self.queue_size = queue_size
-        self._producer: AIOKafkaProducer | None = None
-        self.queue: asyncio.Queue[tuple[str, str, bytes]] | None = None
-        self.dropped = 0
-        self._drainer: asyncio.Task[None] | None = None
-
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise RuntimeError("the sink is not started")
-        return self._producer
+        self.queue: asyncio.Queue[Record] | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.delivered = 0
+        self.healthy = True  # False after a failed send: spool at once until a replay works
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Made inside the running loop (aiokafka binds to it)."""
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.brokers.split(","),
-            linger_ms=5,
-            acks=1,
-            enable_idempotence=False,
-            request_timeout_ms=10_000,
-        )
+        """Never fails for want of a broker: until one answers, records are spooled."""
         self.queue = asyncio.Queue(self.queue_size)
-        await self._producer.start()
-        self._drainer = asyncio.create_task(self._drain(), name="nba-sink-drain")
+        self._tasks = [
+            asyncio.create_task(self._connect(), name="nba-sink-connect"),
+            asyncio.create_task(self._drain(), name="nba-sink-drain"),
+            asyncio.create_task(self._replay_forever(), name="nba-sink-replay"),
+        ]
+
+    async def _connect(self) -> None:
+        while self.producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.brokers.split(","),
+                linger_ms=5,
+                acks=1,
+                enable_idempotence=False,
+                request_timeout_ms=5000,
+                retry_backoff_ms=200,
+            )
+            try:
+                await asyncio.wait_for(producer.start(), 10.0)
+                self.producer = producer
+            except Exception as exc:
+                log.warning("broker not reachable yet (%s); spooling", type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(1.0)
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
-        await self.producer.send_and_wait(topic, value, key=key.encode())
+        if self.producer is not None and self.healthy:
+            try:
+                await asyncio.wait_for(
+                    self.producer.send_and_wait(topic, value, key=key.encode()), SEND_TIMEOUT_S
+                )
+                self.delivered += 1
+                return
+            except Exception as exc:
+                self.healthy = False
+                log.warning("broker did not take a record (%s); spooling", type(exc).__name__)
+        self.spool.append([(topic, key, value)])
 
     def send_nowait(self, topic: str, key: str, value: bytes) -> None:
         if self.queue is None:
-            self.dropped += 1
+            self.spool.append([(topic, key, value)], sync=False)
             return
         try:
             self.queue.put_nowait((topic, key, value))
         except asyncio.QueueFull:
-            self.dropped += 1
+            self.spool.append([(topic, key, value)], sync=False)
+
+    async def _deliver(self, records: list[Record]) -> list[Record]:
+        """Send a batch; returns the records the broker did not confirm."""
+        if self.producer is None:
+            return records
+        futures = []
+        unsent: list[Record] = []
+        for i, (topic, key, value) in enumerate(records):
+            try:
+                futures.append(
+                    await asyncio.wait_for(
+                        self.producer.send(topic, value, key=key.encode()), SEND_TIMEOUT_S
+                    )
+                )
+            except Exception:
+                unsent = records[i:]
+                break
+        results = await asyncio.gather(
+            *(asyncio.wait_for(f, SEND_TIMEOUT_S * 3) for f in futures), return_exceptions=True
+        )
+        if unsent or any(isinstance(r, BaseException) for r in results):
+            self.healthy = False
+        sent = records[: len(futures)]
+        failed = [r for r, res in zip(sent, results, strict=True) if isinstance(res, BaseException)]
+        self.delivered += len(sent) - len(failed)
+        return failed + unsent
 
     async def _drain(self) -> None:
         assert self.queue is not None
         while True:
-            topic, key, value = await self.queue.get()
-            try:
-                await self.producer.send(topic, value, key=key.encode())
-            except Exception:  # broker trouble: the record is counted as lost for now
-                self.dropped += 1
-                log.exception("could not hand a record to the producer")
+            batch = [await self.queue.get()]
+            while len(batch) < BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            healthy = self.producer is not None and self.healthy
+            failed = await self._deliver(batch) if healthy else batch
+            if failed:
+                self.spool.append(failed, sync=True)
+
+    async def replay(self) -> int:
+        """Hand every spooled record to the broker; returns how many went."""
+        if self.producer is None:
+            return 0
+        self.spool.rotate()
+        sent = 0
+        for path in self.spool.files():
+            with self.spool.claim(path) as records:
+                if records is None:
+                    continue
+                failed = []
+                for start in range(0, len(records), BATCH):
+                    failed += await self._deliver(records[start : start + BATCH])
+                if failed:
+                    self.spool.append(failed, sync=True)
+                self.spool.done(path, len(records))
+                sent += len(records) - len(failed)
+                if failed:
+                    return sent
+        self.healthy = True
+        return sent
+
+    async def _replay_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REPLAY_EVERY_S)
+            if self.producer is not None and self.spool.files():
+                try:
+                    sent = await self.replay()
+                    if sent:
+                        log.warning("replayed %d spooled records", sent)
+                except Exception as exc:
+                    log.warning("replay failed (%s); will retry", type(exc).__name__)
 
     async def close(self) -> None:
+        """Deliver what is queued (or spool it), then stop."""
         deadline = asyncio.get_running_loop().time() + 5.0
-        while (
-            self.queue and not self.queue.empty() and asyncio.get_running_loop().time() < deadline
-        ):
+        while self.queue and not self.queue.empty():
+            if asyncio.get_running_loop().time() > deadline:
+                break
             await asyncio.sleep(0.01)
-        if self._drainer is not None:
-            self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
-        if self._producer is not None:
-            await self._producer.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.queue is not None and not self.queue.empty():
+            left = []
+            while not self.queue.empty():
+                left.append(self.queue.get_nowait())
+            self.spool.append(left)
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        self.spool.close()

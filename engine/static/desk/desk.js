@@ -472,6 +472,15 @@
     return why;
   }
 
+  function reasonText(reason) {
+    if (reason === "contact_policy:suppressed_after_decline") return "declined recently, paused for now";
+    if (reason === "contact_policy:max_impressions") return "shown often enough lately";
+    if (reason.startsWith("contact_policy:cap:")) return `contact limit reached (${reason.slice(19)})`;
+    if (reason === "validity_window") return "outside its campaign dates";
+    if (reason === "eligibility") return "the customer does not qualify";
+    return `rule: ${reason}`;
+  }
+
   function renderActions() {
     const decision = state.decision;
     const list = clear($("actions"));
@@ -529,9 +538,10 @@
     const excluded = Array.isArray(decision.excluded) ? decision.excluded : [];
     const ul = clear($("excluded"));
     for (const item of excluded) {
-      ul.append(el("li", { "data-testid": "excluded" },
+      const reason = String(item.excluded_by);
+      ul.append(el("li", { "data-testid": "excluded", "data-action-id": item.action_id, "data-reason": reason },
         el("span", { text: actionName(item.action_id) }), " — ",
-        el("span", { class: "muted", text: String(item.excluded_by) })));
+        el("span", { class: "muted", title: reason, text: reasonText(reason) })));
     }
     $("excluded-count").textContent = String(excluded.length);
     show(excludedBox, excluded.length > 0);
@@ -687,6 +697,7 @@
       return;
     }
     $("customer-id").value = id;
+    if (window.matchMedia && matchMedia("(pointer: coarse)").matches) $("customer-id").blur();
     const hash = `#c=${encodeURIComponent(id)}`;
     if (location.hash !== hash) history.replaceState(null, "", hash);
     load(id).catch(handle);
