@@ -33,7 +33,7 @@ from engine.events import ClickstreamEvent, CrmEvent, describe, event_topic
 from engine.holders import LiveState
 from engine.metrics import Metrics
 from engine.ports import CatalogueAdmin, EventSink, FeatureStore
-from engine.schemas import DecisionRequest, ResponseRequest
+from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
 
 log = logging.getLogger("nba.api")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -148,6 +148,36 @@ def create_app(services: Services) -> FastAPI:
             body.channel, result["group"], str(result["fallback"]).lower()
         ).inc()
         return JSON(result)
+
+    @app.post("/v1/decisions/batch", dependencies=[scope("decide")])
+    async def decide_batch(body: BatchRequest) -> Response:
+        started = time.perf_counter()
+        inputs: list[DecisionInput | BadRequest] = []
+        for item in body.requests:
+            try:
+                req = DecisionRequest.model_validate(item)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                field_name = ".".join(str(p) for p in error["loc"]) or "request"
+                inputs.append(BadRequest(f"{field_name}: {error['msg']}", field_name))
+                continue
+            inputs.append(
+                DecisionInput(
+                    req.customer_id, req.channel, req.placement, req.context, req.limit, req.explain
+                )
+            )
+        results = await services.decider.decide_many(inputs)
+        decisions: list[dict[str, Any]] = []
+        for result in results:
+            if isinstance(result, BadRequest):
+                decisions.append({"error": {"field": result.field, "message": result.message}})
+            else:
+                metrics.decisions.labels(
+                    result["channel"], result["group"], str(result["fallback"]).lower()
+                ).inc()
+                decisions.append(result)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        return JSON({"decisions": decisions})
 
     @app.post("/v1/responses", status_code=202, dependencies=[scope("respond")])
     async def respond(body: ResponseRequest) -> Response:

@@ -9,7 +9,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import orjson
 from engine.domain import CustomerState
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
-from engine.ports import EventSink, FeatureStore
+from engine.ports import EventSink, FeatureStore, Reservation
 from rules.catalogue import Catalogue
 
 DAY = 86400.0
@@ -73,6 +73,72 @@ class Ranked:
     diversity: str | None = None
 
 
+class Selection:
+    """Walks one decision's order: diversity, then room in every contact cap, until
+    ``limit``. It asks for reservations instead of making them, so a batch can send the
+    asks of many decisions to the store in one round trip."""
+
+    def __init__(
+        self, catalogue: Catalogue, request: DecisionInput, ranked: Ranked, reserve: bool = True
+    ) -> None:
+        self.catalogue = catalogue
+        self.request = request
+        self.ranked = ranked
+        self.reserve = reserve
+        self.chosen: list[int] = []
+        self._seen: set[Any] = set()
+        self._order = iter(ranked.order)
+        self._pending: int | None = None
+
+    def _group(self, pos: int) -> Any:
+        diversity = self.ranked.diversity
+        if diversity is None:
+            return None
+        return self.catalogue.views[int(self.ranked.idx[pos])].get(diversity)
+
+    def _take(self, pos: int) -> None:
+        self.chosen.append(pos)
+        group = self._group(pos)
+        if group is not None:
+            self._seen.add(group)
+
+    def next_ask(self) -> Sequence[Reservation] | None:
+        """The caps the next candidate needs room in; None when the selection is done."""
+        while len(self.chosen) < self.request.limit:
+            pos = next(self._order, None)
+            if pos is None:
+                return None
+            group = self._group(pos)
+            if group is not None and group in self._seen:
+                continue
+            action = int(self.ranked.idx[pos])
+            asks = self.catalogue.contact.reservations(action, self.request.channel)
+            if self.reserve and asks:
+                self._pending = pos
+                return asks
+            self._take(pos)
+        return None
+
+    def answer(self, room: bool) -> None:
+        if room and self._pending is not None:
+            self._take(self._pending)
+        self._pending = None
+
+
+def decision_id(control: bool, channel: str) -> str:
+    """``d-`` + group (t/c) + 24 hex + ``-`` + channel: a response that names its decision
+    tells the stream worker which group and channel it belongs to, with no lookup."""
+    return f"d-{'c' if control else 't'}{os.urandom(12).hex()}-{channel}"
+
+
+def parse_decision_id(value: str | None) -> tuple[str, str] | None:
+    """(group, channel) of a decision id made by :func:`decision_id`, else None."""
+    if not value or len(value) < 29 or not value.startswith("d-") or value[27] != "-":
+        return None
+    group = {"t": "treatment", "c": "control"}.get(value[2])
+    return (group, value[28:]) if group else None
+
+
 class Decider:
     def __init__(
         self,
@@ -117,12 +183,85 @@ class Decider:
             ranked = None
         else:
             ranked = self.rank(snap, request, placement, state, context, now)
-            chosen = await self._select(snap.catalogue, request, ranked, now, reserve=log)
+            selection = Selection(snap.catalogue, request, ranked, reserve=log)
+            while (ask := selection.next_ask()) is not None:
+                selection.answer(await self._reserve(request.customer_id, ask, now))
+            chosen = selection.chosen
             response = self.respond(snap, request, placement, state, ranked, chosen, now)
         response["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
         if log and self.sink is not None:
             self._log(snap, response, ranked, request, context, state, now)
         return response
+
+    async def decide_many(
+        self, requests: list[DecisionInput | BadRequest]
+    ) -> list[dict[str, Any] | BadRequest]:
+        """A batch (email at send time): one store read for every customer, and each
+        round of cap reservations for all decisions in one more round trip."""
+        started = time.perf_counter()
+        now = time.time()
+        snap = self.live.snapshot
+        out: list[dict[str, Any] | BadRequest] = [  # errors stay in place
+            r if isinstance(r, BadRequest) else {} for r in requests
+        ]
+        valid: list[tuple[int, DecisionInput, str | None]] = []
+        for i, request in enumerate(requests):
+            if isinstance(request, BadRequest):
+                continue
+            try:
+                placement = self.resolve_placement(
+                    snap.catalogue, request.channel, request.placement
+                )
+            except BadRequest as exc:
+                out[i] = exc
+                continue
+            valid.append((i, request, placement))
+        try:
+            states = await asyncio.wait_for(
+                self.store.fetch_many([r.customer_id for _, r, _ in valid]),
+                self.policy.budget_s * 5,
+            )
+        except Exception:  # the store is away: every decision from the fallback path
+            for i, request, placement in valid:
+                out[i] = self._fallback(snap, request, placement)
+            return out
+        work = []
+        for (i, request, placement), state in zip(valid, states, strict=True):
+            context = {**request.context, "channel": request.channel, "placement": placement}
+            ranked = self.rank(snap, request, placement, state, context, now)
+            work.append(
+                (
+                    i,
+                    request,
+                    placement,
+                    state,
+                    context,
+                    ranked,
+                    Selection(snap.catalogue, request, ranked),
+                )
+            )
+        asks = {n: w[6].next_ask() for n, w in enumerate(work)}
+        while pending := [(n, ask) for n, ask in asks.items() if ask is not None]:
+            try:
+                rooms = await asyncio.wait_for(
+                    self.store.reserve_many(
+                        [(work[n][1].customer_id, ask, now) for n, ask in pending]
+                    ),
+                    self.policy.budget_s * 5,
+                )
+            except Exception:
+                rooms = [False] * len(pending)
+            for (n, _), room in zip(pending, rooms, strict=True):
+                work[n][6].answer(room)
+                asks[n] = work[n][6].next_ask()
+        took = round((time.perf_counter() - started) * 1000 / max(len(work), 1), 3)
+        for i, request, placement, state, context, ranked, selection in work:
+            response = self.respond(snap, request, placement, state, ranked, selection.chosen, now)
+            response["took_ms"] = took
+            if self.sink is not None:
+                self._log(snap, response, ranked, request, context, state, now)
+            out[i] = response
+        return out
 
     async def _fetch(self, customer_id: str) -> tuple[CustomerState, bool]:
         try:
@@ -185,37 +324,6 @@ class Decider:
             passed if request.explain else None,
             arbitration.diversity,
         )
-
-    async def _select(
-        self,
-        catalogue: Catalogue,
-        request: DecisionInput,
-        ranked: Ranked,
-        now: float,
-        reserve: bool = True,
-    ) -> list[int]:
-        """Walk the order: diversity, then room in every contact cap, until ``limit``."""
-        diversity = ranked.diversity
-        chosen: list[int] = []
-        seen: set[Any] = set()
-        for pos in ranked.order:
-            action = int(ranked.idx[pos])
-            if diversity is not None:
-                group = catalogue.views[action].get(diversity)
-                if group is not None and group in seen:
-                    continue
-                seen.add(group)
-            reservations = catalogue.contact.reservations(action, request.channel)
-            if (
-                reserve
-                and reservations
-                and not await self._reserve(request.customer_id, reservations, now)
-            ):
-                continue
-            chosen.append(pos)
-            if len(chosen) == request.limit:
-                break
-        return chosen
 
     async def _reserve(self, customer_id: str, reservations: Any, now: float) -> bool:
         try:
@@ -317,7 +425,7 @@ class Decider:
         fallback: bool = False,
     ) -> dict[str, Any]:
         return {
-            "decision_id": "d-" + os.urandom(12).hex(),
+            "decision_id": decision_id(group == "control", request.channel),
             "customer_id": request.customer_id,
             "channel": request.channel,
             "placement": placement,

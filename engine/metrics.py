@@ -32,6 +32,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batch_seconds = Histogram(
+            "nba_decision_batch_seconds",
+            "Server-side time of one batch of decisions.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "nba_decisions_total",
             "Decisions answered, by channel, group and fallback.",

@@ -31,6 +31,16 @@ class FeatureStore(Protocol):
         """Every view of one customer in one round trip."""
         ...
 
+    async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
+        """Many customers in one round trip (batches)."""
+        ...
+
+    async def reserve_many(
+        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+    ) -> list[bool]:
+        """Many reservations (customer, caps, now) in one round trip, each atomic."""
+        ...
+
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         """Apply each event's writes atomically; False where the event was seen before."""
         ...

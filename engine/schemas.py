@@ -4,7 +4,7 @@ schema and for field-named 422s."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -37,3 +37,10 @@ class ResponseRequest(BaseModel):
     timestamp: datetime | None = None
     channel: Name | None = None
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class BatchRequest(BaseModel):
+    """Items are validated one by one, so one bad item is answered in its place."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests: list[dict[str, Any]] = Field(min_length=1, max_length=1000)

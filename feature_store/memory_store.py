@@ -40,6 +40,14 @@ class MemoryFeatureStore:
             known=True,
         )
 
+    async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
+        return [await self.fetch(c) for c in customer_ids]
+
+    async def reserve_many(
+        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+    ) -> list[bool]:
+        return [await self.reserve(c, r, now) for c, r, now in asks]
+
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         self._check()
         results = []

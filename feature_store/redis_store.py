@@ -42,8 +42,7 @@ class RedisFeatureStore:
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.view_ttl_s = view_ttl_s
-        self._script_sha: str | None = None
-        self._reserve = self.client.register_script(RESERVE)
+        self._shas: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisFeatureStore:
@@ -54,23 +53,43 @@ class RedisFeatureStore:
         return f"{self.prefix}{{{customer_id}}}:{view}"
 
     async def fetch(self, customer_id: str) -> CustomerState:
+        return (await self.fetch_many([customer_id]))[0]
+
+    async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
+        if not customer_ids:
+            return []
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.key(customer_id, "profile"))
-        pipe.hgetall(self.key(customer_id, "behaviour"))
-        pipe.hgetall(self.key(customer_id, "counters"))
-        profile_raw, behaviour_raw, counters_raw = await pipe.execute()
-        return CustomerState(
-            customer_id=customer_id,
-            profile={k.decode(): orjson.loads(v) for k, v in profile_raw.items()},
-            behaviour={k.decode(): orjson.loads(v) for k, v in behaviour_raw.items()},
-            counters={k.decode(): orjson.loads(v) for k, v in counters_raw.items()},
-            known=bool(profile_raw or behaviour_raw or counters_raw),
-        )
+        for customer_id in customer_ids:
+            pipe.hgetall(self.key(customer_id, "profile"))
+            pipe.hgetall(self.key(customer_id, "behaviour"))
+            pipe.hgetall(self.key(customer_id, "counters"))
+        raw = await pipe.execute()
+        return [
+            _state(customer_id, *raw[3 * n : 3 * n + 3])
+            for n, customer_id in enumerate(customer_ids)
+        ]
+
+    async def reserve_many(
+        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+    ) -> list[bool]:
+        if not asks:
+            return []
+        sha = await self._sha(RESERVE)
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id, reservations, now in asks:
+            pipe.evalsha(
+                sha, 1, self.key(customer_id, "counters"), *_reserve_args(reservations, now)
+            )
+        try:
+            return [bool(r) for r in await pipe.execute()]
+        except NoScriptError:
+            self._shas.clear()
+            return await self.reserve_many(asks)
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         if not batch:
             return []
-        sha = await self._sha()
+        sha = await self._sha(APPLY_ONCE)
         pipe = self.client.pipeline(transaction=False)
         for event in batch:
             keys, args = self._script_call(event)
@@ -78,7 +97,7 @@ class RedisFeatureStore:
         try:
             results = await pipe.execute()
         except NoScriptError:  # the server restarted or flushed its scripts
-            self._script_sha = None
+            self._shas.clear()
             return await self.apply(batch)
         return [bool(r) for r in results]
 
@@ -99,18 +118,15 @@ class RedisFeatureStore:
                 args += ["stamp", index, write.field, orjson.dumps([write.at, write.keep]).decode()]
         return keys, args
 
-    async def _sha(self) -> str:
-        if self._script_sha is None:
-            self._script_sha = str(await self.client.script_load(APPLY_ONCE))
-        return self._script_sha
+    async def _sha(self, script: str) -> str:
+        if script not in self._shas:
+            self._shas[script] = str(await self.client.script_load(script))
+        return self._shas[script]
 
     async def reserve(
         self, customer_id: str, reservations: Sequence[Reservation], now: float
     ) -> bool:
-        args: list[str | float] = [repr(now), MAX_STAMPS]
-        for r in reservations:
-            args += [r.field, r.count, repr(float(r.window_s))]
-        return bool(await self._reserve(keys=[self.key(customer_id, "counters")], args=args))
+        return (await self.reserve_many([(customer_id, reservations, now)]))[0]
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
         raw = await self.client.lrange(self.key(customer_id, "history"), 0, limit - 1)
@@ -128,6 +144,23 @@ class RedisFeatureStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _state(customer_id: str, profile: Any, behaviour: Any, counters: Any) -> CustomerState:
+    return CustomerState(
+        customer_id=customer_id,
+        profile={k.decode(): orjson.loads(v) for k, v in profile.items()},
+        behaviour={k.decode(): orjson.loads(v) for k, v in behaviour.items()},
+        counters={k.decode(): orjson.loads(v) for k, v in counters.items()},
+        known=bool(profile or behaviour or counters),
+    )
+
+
+def _reserve_args(reservations: Sequence[Reservation], now: float) -> list[str | float]:
+    args: list[str | float] = [repr(now), MAX_STAMPS]
+    for r in reservations:
+        args += [r.field, r.count, repr(float(r.window_s))]
+    return args
 
 
 def _glob_escape(text: str) -> str:

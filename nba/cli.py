@@ -157,6 +157,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(Path(args.log), args.policy or ["logged"], args.json, settings.catalogue)
 
 
+def cmd_email_run(args: argparse.Namespace) -> int:
+    from engine.config import resolve_api_keys
+    from nba.email_run import run_email
+
+    settings = _settings()
+    keys, _ = resolve_api_keys(settings)
+    key = args.api_key or next(
+        (k for k, scopes in keys.items() if "decide" in scopes or "admin" in scopes), None
+    )
+    if key is None:
+        print("nba email-run: no API key with the decide scope", file=sys.stderr)
+        return 2
+    base_url = args.url or f"http://{settings.host}:{settings.port}"
+    return run_email(
+        Path(args.customers), Path(args.out), base_url, key, args.placement, args.limit
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
@@ -216,6 +234,17 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    email = sub.add_parser(
+        "email-run", help="decide the email content for a list of recipients at send time"
+    )
+    email.add_argument("--customers", required=True, help="one id (or JSON object) per line")
+    email.add_argument("--out", required=True, help="JSON Lines output, one decision per line")
+    email.add_argument("--placement", default=None, help="email placement (channel default)")
+    email.add_argument("--limit", type=int, default=1, help="actions per recipient")
+    email.add_argument("--url", default=None, help="API base URL (default NBA_HOST:NBA_PORT)")
+    email.add_argument("--api-key", default=None, help="API key (default: a configured key)")
+    email.set_defaults(func=cmd_email_run)
 
     loadtest = sub.add_parser("loadtest", help="drive the API with Locust at a fixed rate")
     loadtest.add_argument("--rate", type=float, default=100.0)
