@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from engine.auth import KeyRing
@@ -310,10 +310,11 @@ def create_app(services: Services) -> FastAPI:
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        metrics.model_info.clear()
+        if not metrics.multiprocess_dir:
+            metrics.model_info.clear()
         metrics.model_info.labels(services.live.snapshot.scorer.version).set(1)
         spool = getattr(services.sink, "spool", None)
         metrics.spooled.set(spool.pending if spool is not None else 0)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,8 +1,15 @@
-"""Prometheus metrics of one API process, in a registry of its own (one per app)."""
+"""Prometheus metrics of the API, in a registry of its own (one per app).
+
+With several API processes (``PROMETHEUS_MULTIPROC_DIR`` set), every process writes its
+samples to that folder and ``/metrics``, whichever process answers, reports them all.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (
     0.00025,
@@ -25,6 +32,7 @@ LATENCY_BUCKETS = (
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.decision_seconds = Histogram(
             "nba_decision_seconds",
             "Server-side time of one decision, request parsed to response built.",
@@ -55,9 +63,18 @@ class Metrics:
             "1 for the model version in use.",
             ["version"],
             registry=self.registry,
+            multiprocess_mode="max",
         )
         self.spooled = Gauge(
             "nba_spooled_records",
             "Records waiting in the local spool for the broker to return.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
+
+    def render(self) -> bytes:
+        if self.multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(registry))
+        return bytes(generate_latest(self.registry))

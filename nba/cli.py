@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from nba.wiring import build_app
 
     settings = _settings()
+    options: dict[str, Any] = {
+        "host": args.host or settings.host,
+        "port": args.port or settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+    }
     with _stack(settings) as endpoints:
-        app = build_app(settings, endpoints.redis_url, endpoints.kafka_brokers)
+        if args.workers <= 1:
+            app = build_app(settings, endpoints.redis_url, endpoints.kafka_brokers)
+            uvicorn.run(app, **options)  # type: ignore[arg-type]
+            return 0
+        # Several processes share the port; each builds its own app from the environment
+        # (the same servers, one metrics folder they all write to).
+        from engine.config import resolve_api_keys
+
+        resolve_api_keys(settings)  # a generated key is made once, before the workers start
+        metrics_dir = settings.data_dir / "metrics" / str(os.getpid())
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.update(
+            NBA_REDIS_URL=endpoints.redis_url,
+            NBA_KAFKA_BROKERS=endpoints.kafka_brokers,
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        )
         uvicorn.run(
-            app,  # type: ignore[arg-type]
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            loop="uvloop",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
+            "nba.wiring:app_from_environment", factory=True, workers=args.workers, **options
         )
     return 0
 
@@ -201,6 +219,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=None, help="bind address (default NBA_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default NBA_PORT)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes sharing the port (default 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run the stream worker (crm, clickstream, responses)")

@@ -95,3 +95,12 @@ def data_path(settings: Settings, *parts: str) -> Path:
     path = settings.data_dir.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def app_from_environment() -> object:
+    """The app of one of several API worker processes (``nba serve --workers N``)."""
+    from engine.config import load_settings
+
+    settings = load_settings()
+    assert settings.redis_url is not None and settings.kafka_brokers is not None
+    return build_app(settings, settings.redis_url, settings.kafka_brokers)
