@@ -289,6 +289,13 @@ def create_app(services: Services) -> FastAPI:
 
     app.mount("/desk", StaticFiles(directory=STATIC / "desk", html=True), name="desk")
 
+    @app.delete("/v1/customers/{customer_id}", status_code=204, dependencies=[scope("admin")])
+    async def erase_customer(customer_id: str) -> Response:
+        if not 1 <= len(customer_id) <= 128:
+            raise BadRequest("customer_id must have 1 to 128 characters", "customer_id")
+        await services.store.erase(customer_id)
+        return Response(status_code=204)
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return JSON({"status": "ok"})

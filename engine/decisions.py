@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from engine.domain import CustomerState
+from engine.domain import CustomerState, decision_id
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
 from engine.ports import EventSink, FeatureStore, Reservation
@@ -123,20 +122,6 @@ class Selection:
         if room and self._pending is not None:
             self._take(self._pending)
         self._pending = None
-
-
-def decision_id(control: bool, channel: str) -> str:
-    """``d-`` + group (t/c) + 24 hex + ``-`` + channel: a response that names its decision
-    tells the stream worker which group and channel it belongs to, with no lookup."""
-    return f"d-{'c' if control else 't'}{os.urandom(12).hex()}-{channel}"
-
-
-def parse_decision_id(value: str | None) -> tuple[str, str] | None:
-    """(group, channel) of a decision id made by :func:`decision_id`, else None."""
-    if not value or len(value) < 29 or not value.startswith("d-") or value[27] != "-":
-        return None
-    group = {"t": "treatment", "c": "control"}.get(value[2])
-    return (group, value[28:]) if group else None
 
 
 class Decider:

@@ -6,6 +6,7 @@ YAML and JSON written by people); the hot-path types are plain slotted dataclass
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -203,3 +204,17 @@ class Candidate:
     score: float = 0.0
     passed: list[str] = field(default_factory=list)
     excluded_by: str | None = None
+
+
+def decision_id(control: bool, channel: str) -> str:
+    """``d-`` + group (t/c) + 24 hex + ``-`` + channel: a response that names its decision
+    tells the stream worker which group and channel it belongs to, with no lookup."""
+    return f"d-{'c' if control else 't'}{os.urandom(12).hex()}-{channel}"
+
+
+def parse_decision_id(value: str | None) -> tuple[str, str] | None:
+    """(group, channel) of a decision id made by :func:`decision_id`, else None."""
+    if not value or len(value) < 29 or not value.startswith("d-") or value[27] != "-":
+        return None
+    group = {"t": "treatment", "c": "control"}.get(value[2])
+    return (group, value[28:]) if group else None

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.domain import CustomerState
-from engine.writes import EventWrites
+from engine.writes import EventWrites, ImpactResponse
 
 
 class Reservation(Protocol):
@@ -101,3 +101,16 @@ class CatalogueAdmin(Protocol):
         ...
 
     async def delete(self, action_id: str) -> Any: ...
+
+
+class ImpactStore(Protocol):
+    """Counters behind the uplift report: decisions and responders per action, channel
+    and group."""
+
+    async def record_decisions(self, chosen: Sequence[tuple[str, str, str]]) -> None: ...
+
+    async def record_responses(self, responses: Sequence[ImpactResponse]) -> list[bool]: ...
+
+    async def cells(self) -> list[Any]: ...
+
+    async def close(self) -> None: ...

@@ -61,3 +61,18 @@ class EventWrites:
     customer_id: str
     event_id: str
     writes: tuple[Write, ...]
+
+
+RESPONSE_OUTCOMES = ("click", "accept", "convert")
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactResponse:
+    """A response to one of the engine's decisions, for the uplift counters."""
+
+    decision_id: str
+    action_id: str
+    channel: str
+    group: str
+    outcome: str
+    value: float

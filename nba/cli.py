@@ -75,6 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from faust import Worker
 
+    from feature_store.impact_store import RedisImpactStore
     from feature_store.redis_store import RedisFeatureStore
     from streams.worker import create_worker_app
 
@@ -84,8 +85,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             settings,
             endpoints.kafka_brokers,
             lambda: RedisFeatureStore.from_url(endpoints.redis_url),
+            lambda: RedisImpactStore.from_url(endpoints.redis_url),
         )
-        worker = Worker(app, loglevel="WARNING", quiet=True)
+        worker = Worker(app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True)
         try:
             worker.execute_from_commandline()
         except SystemExit as exit_:

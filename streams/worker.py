@@ -10,17 +10,18 @@ so a redelivered batch after a crash changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.config import Settings
+from engine.domain import parse_decision_id
 from engine.events import ClickstreamEvent, CrmEvent, ResponseEvent, describe
-from engine.ports import FeatureStore
-from engine.writes import EventWrites
+from engine.ports import FeatureStore, ImpactStore
+from engine.writes import RESPONSE_OUTCOMES, EventWrites, ImpactResponse
 from streams.handlers import clickstream_writes, crm_writes, response_writes
 
 log = logging.getLogger("nba.worker")
@@ -49,10 +50,43 @@ def decode_event(raw: Any, model: type[E]) -> tuple[E | None, str | None]:
         return None, describe(exc)
 
 
+class DecisionRecord(BaseModel):
+    """The part of a decision log record the impact counters need."""
+
+    model_config = ConfigDict(extra="ignore")
+    decision_id: str
+    channel: str
+    group: str
+    fallback: bool = False
+    chosen: list[str] = Field(default_factory=list)
+
+
+def impact_of_responses(events: list[ResponseEvent]) -> list[ImpactResponse]:
+    """Responses to a decision of the engine, in the outcomes the uplift report counts."""
+    found = []
+    for event in events:
+        origin = parse_decision_id(event.decision_id)
+        if origin is None or event.outcome not in RESPONSE_OUTCOMES:
+            continue
+        group, channel = origin
+        found.append(
+            ImpactResponse(
+                str(event.decision_id),
+                event.action_id,
+                channel,
+                group,
+                event.outcome,
+                event.value or 0.0,
+            )
+        )
+    return found
+
+
 def create_worker_app(
     settings: Settings,
     brokers: str,
     store_factory: Callable[[], FeatureStore],
+    impact_factory: Callable[[], ImpactStore] | None = None,
     app_id: str = WORKER_GROUP,
 ) -> faust.App:
     """A faust app with short group timeouts (the embedded broker joins in ~3 s)."""
@@ -75,12 +109,18 @@ def create_worker_app(
         producer_linger_ms=1,
     )
     dlq = app.topic(settings.topic("dlq"), value_serializer="raw", key_serializer="raw")
-    state: dict[str, FeatureStore] = {}
+    state: dict[str, Any] = {}
 
     def store() -> FeatureStore:
         if "store" not in state:
             state["store"] = store_factory()
-        return state["store"]
+        found: FeatureStore = state["store"]
+        return found
+
+    def impact() -> ImpactStore | None:
+        if impact_factory is not None and "impact" not in state:
+            state["impact"] = impact_factory()
+        return state.get("impact")
 
     async def dead_letter(topic: str, key: bytes | None, raw: Any, reason: str) -> None:
         body = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
@@ -88,7 +128,7 @@ def create_worker_app(
         await dlq.send(key=key, value=orjson.dumps(record))
         log.warning("dead-lettered an event from %s: %s", topic, reason)
 
-    def agent_for(name: str, model: type[E], to_writes: Callable[[E], EventWrites]) -> None:
+    def agent_for(name: str, model: type[E], handle: Callable[[list[E]], Awaitable[int]]) -> None:
         topic = app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
 
         async def process(stream: faust.StreamT[Any]) -> AsyncIterator[int]:
@@ -96,19 +136,44 @@ def create_worker_app(
             # committed after the writes are stored.
             batches = stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S)  # type: ignore[attr-defined]
             async for batch in batches:
-                writes: list[EventWrites] = []
+                parsed_events: list[E] = []
                 for event in batch:
                     parsed, reason = decode_event(event.value, model)
                     if parsed is None:
                         await dead_letter(name, event.key, event.value, reason or "invalid")
                     else:
-                        writes.append(to_writes(parsed))
-                applied = await store().apply(writes)
-                yield sum(applied)
+                        parsed_events.append(parsed)
+                yield await handle(parsed_events)
 
         app.agent(topic, name=f"nba-{name}")(process)
 
-    agent_for("crm", CrmEvent, crm_writes)
-    agent_for("clickstream", ClickstreamEvent, clickstream_writes)
-    agent_for("responses", ResponseEvent, response_writes)
+    def writes_of(to_writes: Callable[[E], EventWrites]) -> Callable[[list[E]], Awaitable[int]]:
+        async def handle(events: list[E]) -> int:
+            return sum(await store().apply([to_writes(e) for e in events]))
+
+        return handle
+
+    async def responses(events: list[ResponseEvent]) -> int:
+        applied = await store().apply([response_writes(e) for e in events])
+        counter = impact()
+        if counter is not None:
+            fresh = [e for e, new in zip(events, applied, strict=True) if new]
+            await counter.record_responses(impact_of_responses(fresh))
+        return sum(applied)
+
+    async def decisions(records: list[DecisionRecord]) -> int:
+        counter = impact()
+        if counter is None:
+            return 0
+        chosen = [
+            (action, r.channel, r.group) for r in records if not r.fallback for action in r.chosen
+        ]
+        await counter.record_decisions(chosen)
+        return len(records)
+
+    agent_for("crm", CrmEvent, writes_of(crm_writes))
+    agent_for("clickstream", ClickstreamEvent, writes_of(clickstream_writes))
+    agent_for("responses", ResponseEvent, responses)
+    if impact_factory is not None:
+        agent_for("decisions", DecisionRecord, decisions)
     return app

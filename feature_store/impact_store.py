@@ -1,0 +1,110 @@
+"""Counters behind the uplift report, kept by the stream worker.
+
+One hash holds, per (action, channel, group), the decisions that chose the action and,
+per outcome, the decisions that got at least one such response, with the sum of
+response values and of their squares: the report is O(actions), never a log scan.
+Every key shares the ``{impact}`` hash tag (one slot on a Redis Cluster), so a response
+is counted once per decision, atomically, by one Lua call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from engine.writes import RESPONSE_OUTCOMES, ImpactResponse
+
+IMPACT = resources.files("feature_store").joinpath("impact.lua").read_text()
+MARKER_TTL_S = 30 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """The raw counters of one (action, channel, group)."""
+
+    action_id: str
+    channel: str
+    group: str
+    decisions: int
+    responders: dict[str, int]
+    value_sum: float
+    value_sum_sq: float
+
+
+class RedisImpactStore:
+    def __init__(self, client: aioredis.Redis, prefix: str = "nba:") -> None:
+        self.client = client
+        self.counts_key = f"{prefix}{{impact}}:counts"
+        self.marker_prefix = f"{prefix}{{impact}}:seen:"
+        self._sha: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "nba:") -> RedisImpactStore:
+        return cls(aioredis.from_url(url, decode_responses=False, socket_timeout=5.0), prefix)
+
+    async def record_decisions(self, chosen: Sequence[tuple[str, str, str]]) -> None:
+        """(action, channel, group) of every action a decision chose."""
+        if not chosen:
+            return
+        totals: dict[str, int] = {}
+        for action, channel, group in chosen:
+            field = f"{action}|{channel}|{group}|decisions"
+            totals[field] = totals.get(field, 0) + 1
+        pipe = self.client.pipeline(transaction=False)
+        for field, amount in totals.items():
+            pipe.hincrby(self.counts_key, field, amount)
+        await pipe.execute()
+
+    async def record_responses(self, responses: Sequence[ImpactResponse]) -> list[bool]:
+        """Count each response once per (decision, action, outcome); False if seen."""
+        if not responses:
+            return []
+        if self._sha is None:
+            self._sha = str(await self.client.script_load(IMPACT))
+        pipe = self.client.pipeline(transaction=False)
+        for r in responses:
+            base = f"{r.action_id}|{r.channel}|{r.group}"
+            marker = f"{self.marker_prefix}{r.decision_id}|{r.action_id}|{r.outcome}"
+            pipe.evalsha(
+                self._sha,
+                2,
+                self.counts_key,
+                marker,
+                MARKER_TTL_S,
+                f"{base}|{r.outcome}",
+                f"{base}|value",
+                f"{base}|value_sq",
+                repr(float(r.value)),
+            )
+        try:
+            return [bool(x) for x in await pipe.execute()]
+        except NoScriptError:
+            self._sha = None
+            return await self.record_responses(responses)
+
+    async def cells(self) -> list[Cell]:
+        raw = await self.client.hgetall(self.counts_key)
+        found: dict[tuple[str, str, str], dict[str, float]] = {}
+        for key, value in raw.items():
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            action, channel, group, metric = text.split("|", 3)
+            found.setdefault((action, channel, group), {})[metric] = float(value)
+        return [
+            Cell(
+                action,
+                channel,
+                group,
+                decisions=int(m.get("decisions", 0)),
+                responders={o: int(m.get(o, 0)) for o in RESPONSE_OUTCOMES},
+                value_sum=m.get("value", 0.0),
+                value_sum_sq=m.get("value_sq", 0.0),
+            )
+            for (action, channel, group), m in sorted(found.items())
+        ]
+
+    async def close(self) -> None:
+        await self.client.aclose()
