@@ -57,6 +57,7 @@ class Services:
     decider: Decider
     keys: KeyRing
     catalogue_admin: CatalogueAdmin | None = None
+    uplift_report: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None
     topic_prefix: str = "nba."
     metrics: Metrics = field(default_factory=Metrics)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -288,6 +289,7 @@ def create_app(services: Services) -> FastAPI:
         return Response(status_code=204)
 
     app.mount("/desk", StaticFiles(directory=STATIC / "desk", html=True), name="desk")
+    app.mount("/reports", StaticFiles(directory=STATIC / "reports", html=True), name="reports")
 
     @app.delete("/v1/customers/{customer_id}", status_code=204, dependencies=[scope("admin")])
     async def erase_customer(customer_id: str) -> Response:
@@ -295,6 +297,15 @@ def create_app(services: Services) -> FastAPI:
             raise BadRequest("customer_id must have 1 to 128 characters", "customer_id")
         await services.store.erase(customer_id)
         return Response(status_code=204)
+
+    @app.get("/v1/reports/uplift", dependencies=[scope("read")])
+    async def uplift(format: str = "json") -> Response:
+        if format not in ("json", "html"):
+            raise BadRequest("format must be json or html", "format")
+        if services.uplift_report is None:
+            raise NbaError("the uplift report is not enabled on this server")
+        content, media_type = await services.uplift_report(format)
+        return Response(content, media_type=media_type)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -185,6 +185,7 @@ class CustomerState:
     behaviour: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, Any] = field(default_factory=dict)
     known: bool = False
+    updated: dict[str, float] = field(default_factory=dict)  # view -> time of last write
 
     def features(self) -> dict[str, Any]:
         """The ``customer`` mapping rules and models read: profile, then behaviour."""

@@ -51,7 +51,29 @@ class Stamp:
     keep: int = 50
 
 
-Write = Put | Increment | Append | Stamp
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """Count one event at ``at`` in a counter kept over sliding windows; ``layout`` is
+    the windows' bucket widths and slot count (``feature_store.windows``). The field
+    name holds ``{w}`` where the window's label goes: ``views_{w}_shoes``."""
+
+    view: View
+    field: str
+    at: float
+    layout: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Pages in the current visit: reset when ``gap_s`` passed since ``last_seen``."""
+
+    view: View
+    field: str
+    at: float
+    gap_s: float
+
+
+Write = Put | Increment | Append | Stamp | WindowCount | Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +98,4 @@ class ImpactResponse:
     group: str
     outcome: str
     value: float
+    event_id: str

@@ -60,7 +60,8 @@ class RedisImpactStore:
         await pipe.execute()
 
     async def record_responses(self, responses: Sequence[ImpactResponse]) -> list[bool]:
-        """Count each response once per (decision, action, outcome); False if seen."""
+        """Responders once per (decision, action, outcome); each response's value once
+        per event id, so a batch retried after a failure counts nothing twice."""
         if not responses:
             return []
         if self._sha is None:
@@ -68,18 +69,15 @@ class RedisImpactStore:
         pipe = self.client.pipeline(transaction=False)
         for r in responses:
             base = f"{r.action_id}|{r.channel}|{r.group}"
-            marker = f"{self.marker_prefix}{r.decision_id}|{r.action_id}|{r.outcome}"
-            pipe.evalsha(
-                self._sha,
-                2,
-                self.counts_key,
-                marker,
+            marker = f"{self.marker_prefix}{r.decision_id}|{r.action_id}"
+            args: list[str | int] = [
                 MARKER_TTL_S,
-                f"{base}|{r.outcome}",
-                f"{base}|value",
-                f"{base}|value_sq",
+                r.outcome,
+                base,
                 repr(float(r.value)),
-            )
+                r.event_id,
+            ]
+            pipe.evalsha(self._sha, 2, self.counts_key, marker, *args)
         try:
             return [bool(x) for x in await pipe.execute()]
         except NoScriptError:

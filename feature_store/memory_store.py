@@ -1,20 +1,38 @@
 """An in-process store with the Redis store's behaviour, for unit tests and tools that
-need no server. It passes the same contract suite as :class:`RedisFeatureStore`."""
+need no server. It keeps values encoded as Redis does and decodes them with the same
+:class:`ViewDecoder`, and passes the same contract suite as :class:`RedisFeatureStore`."""
 
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from engine.domain import MAX_STAMPS, CustomerState
+from engine.features import FeatureConfig, load_features
 from engine.ports import Reservation
-from engine.writes import Append, EventWrites, Increment, Put, Stamp
+from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount
+from feature_store import windows
+from feature_store.decoding import TIMESTAMP, ViewDecoder
+
+
+def _number(raw: bytes | None) -> float:
+    value = orjson.loads(raw) if raw else 0
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _json(value: float) -> bytes:
+    return orjson.dumps(int(value) if float(value).is_integer() else value)
 
 
 class MemoryFeatureStore:
-    def __init__(self) -> None:
-        self.views: dict[str, dict[str, Any]] = {}
+    def __init__(self, features: FeatureConfig | None = None) -> None:
+        self.decoder = ViewDecoder(features or load_features())
+        self.hashes: dict[str, dict[str, dict[str, bytes]]] = {}
+        self.lists: dict[str, list[Any]] = {}
         self.seen: set[tuple[str, str]] = set()
         self.fail: Exception | None = None  # set by a test to simulate an outage
 
@@ -22,31 +40,24 @@ class MemoryFeatureStore:
         if self.fail is not None:
             raise self.fail
 
-    def _customer(self, customer_id: str) -> dict[str, Any]:
-        return self.views.setdefault(
-            customer_id, {"profile": {}, "behaviour": {}, "counters": {}, "history": []}
-        )
+    def _views(self, customer_id: str) -> dict[str, dict[str, bytes]]:
+        return self.hashes.setdefault(customer_id, {"profile": {}, "behaviour": {}, "counters": {}})
 
     async def fetch(self, customer_id: str) -> CustomerState:
-        self._check()
-        views = self.views.get(customer_id)
-        if views is None:
-            return CustomerState(customer_id)
-        return CustomerState(
-            customer_id,
-            profile=copy.deepcopy(views["profile"]),
-            behaviour=copy.deepcopy(views["behaviour"]),
-            counters=dict(views["counters"]),
-            known=True,
-        )
+        return (await self.fetch_many([customer_id]))[0]
 
     async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
-        return [await self.fetch(c) for c in customer_ids]
-
-    async def reserve_many(
-        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
-    ) -> list[bool]:
-        return [await self.reserve(c, r, now) for c, r, now in asks]
+        self._check()
+        now = time.time()
+        out = []
+        for customer_id in customer_ids:
+            views = self.hashes.get(customer_id, {"profile": {}, "behaviour": {}, "counters": {}})
+            out.append(
+                self.decoder.state(
+                    customer_id, views["profile"], views["behaviour"], views["counters"], now=now
+                )
+            )
+        return out
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         self._check()
@@ -57,21 +68,34 @@ class MemoryFeatureStore:
                 results.append(False)
                 continue
             self.seen.add(marker)
-            views = self._customer(event.customer_id)
+            views = self._views(event.customer_id)
             for write in event.writes:
-                if isinstance(write, Put):
-                    views[write.view][write.field] = copy.deepcopy(write.value)
-                elif isinstance(write, Increment):
-                    target = views[write.view]
-                    target[write.field] = float(target.get(write.field, 0.0)) + write.amount
-                elif isinstance(write, Stamp):
-                    target = views[write.view]
-                    times = sorted([*target.get(write.field, []), write.at])
-                    target[write.field] = times[-write.keep :]
-                elif isinstance(write, Append):
-                    records = views[write.view]
+                if isinstance(write, Append):
+                    records = self.lists.setdefault(event.customer_id, [])
                     records.insert(0, copy.deepcopy(write.value))
                     del records[write.keep :]
+                    continue
+                target = views[write.view]
+                if isinstance(write, Put):
+                    target[write.field] = orjson.dumps(write.value)
+                elif isinstance(write, Increment):
+                    target[write.field] = _json(_number(target.get(write.field)) + write.amount)
+                elif isinstance(write, Stamp):
+                    raw = target.get(write.field)
+                    times = sorted([*(orjson.loads(raw) if raw else []), write.at])
+                    target[write.field] = orjson.dumps(times[-write.keep :])
+                elif isinstance(write, WindowCount):
+                    target[write.field] = windows.update(
+                        target.get(write.field), write.at, write.layout
+                    )
+                elif isinstance(write, Session):
+                    last = target.get("last_seen")
+                    if last is not None and write.at - _number(last) <= write.gap_s:
+                        target[write.field] = _json(_number(target.get(write.field)) + 1)
+                    else:
+                        target[write.field] = b"1"
+                        target["session_start"] = orjson.dumps(write.at)
+                target[TIMESTAMP] = repr(time.time()).encode()
             results.append(True)
         return results
 
@@ -79,26 +103,33 @@ class MemoryFeatureStore:
         self, customer_id: str, reservations: Sequence[Reservation], now: float
     ) -> bool:
         self._check()
-        counters = self._customer(customer_id)["counters"]
+        counters = self._views(customer_id)["counters"]
         live = {}
         for r in reservations:
-            kept = [t for t in counters.get(r.field, []) if t > now - r.window_s]
+            raw = counters.get(r.field)
+            kept = [t for t in (orjson.loads(raw) if raw else []) if t > now - r.window_s]
             if len(kept) >= r.count:
                 return False
             live[r.field] = kept
         for name, kept in live.items():
-            counters[name] = [*kept, now][-MAX_STAMPS:]
+            counters[name] = orjson.dumps([*kept, now][-MAX_STAMPS:])
         return True
+
+    async def reserve_many(
+        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+    ) -> list[bool]:
+        return [await self.reserve(c, r, now) for c, r, now in asks]
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
         self._check()
-        return copy.deepcopy(self.views.get(customer_id, {}).get("history", [])[:limit])
+        return copy.deepcopy(self.lists.get(customer_id, [])[:limit])
 
     async def erase(self, customer_id: str) -> int:
         self._check()
-        views = self.views.pop(customer_id, None)
+        gone = sum(1 for v in self.hashes.pop(customer_id, {}).values() if v)
+        gone += 1 if self.lists.pop(customer_id, None) else 0
         self.seen = {m for m in self.seen if m[0] != customer_id}
-        return 0 if views is None else sum(1 for v in views.values() if v)
+        return gone
 
     async def ping(self) -> bool:
         self._check()

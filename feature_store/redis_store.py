@@ -9,6 +9,7 @@ one Lua call applies one event's writes atomically.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -18,8 +19,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from engine.domain import MAX_STAMPS, CustomerState
+from engine.features import FeatureConfig, load_features
 from engine.ports import Reservation
-from engine.writes import Append, EventWrites, Increment, Put, Stamp
+from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount
+from feature_store.decoding import ViewDecoder
 
 VIEWS = ("profile", "behaviour", "counters", "history")
 _VIEW_INDEX = {view: i + 2 for i, view in enumerate(VIEWS)}  # KEYS[1] is the marker
@@ -36,12 +39,18 @@ class RedisFeatureStore:
         client: aioredis.Redis,
         prefix: str = "nba:",
         dedupe_ttl_s: int = 7 * 86400,
-        view_ttl_s: int = 0,
+        features: FeatureConfig | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
-        self.view_ttl_s = view_ttl_s
+        self.features = features or load_features()
+        self.decoder = ViewDecoder(self.features)
+        views = self.features.views
+        self.view_ttls = ",".join(
+            str(int(v.ttl_days * 86400))
+            for v in (views.profile, views.behaviour, views.contacts, views.contacts)
+        )
         self._shas: dict[str, str] = {}
 
     @classmethod
@@ -64,8 +73,9 @@ class RedisFeatureStore:
             pipe.hgetall(self.key(customer_id, "behaviour"))
             pipe.hgetall(self.key(customer_id, "counters"))
         raw = await pipe.execute()
+        now = time.time()
         return [
-            _state(customer_id, *raw[3 * n : 3 * n + 3])
+            self.decoder.state(customer_id, raw[3 * n], raw[3 * n + 1], raw[3 * n + 2], now)
             for n, customer_id in enumerate(customer_ids)
         ]
 
@@ -105,7 +115,7 @@ class RedisFeatureStore:
         cid = event.customer_id
         keys = [f"{self.prefix}{{{cid}}}:seen:{event.event_id}"]
         keys += [self.key(cid, view) for view in VIEWS]
-        args: list[str | float] = [self.dedupe_ttl_s, self.view_ttl_s]
+        args: list[str | float] = [self.dedupe_ttl_s, self.view_ttls, repr(time.time())]
         for write in event.writes:
             index = _VIEW_INDEX[write.view]
             if isinstance(write, Put):
@@ -116,6 +126,10 @@ class RedisFeatureStore:
                 args += ["append", index, write.keep, orjson.dumps(write.value).decode()]
             elif isinstance(write, Stamp):
                 args += ["stamp", index, write.field, orjson.dumps([write.at, write.keep]).decode()]
+            elif isinstance(write, WindowCount):
+                args += ["window", index, write.field, f"{write.at!r};{write.layout}"]
+            elif isinstance(write, Session):
+                args += ["session", index, write.field, f"{write.at!r};{write.gap_s!r}"]
         return keys, args
 
     async def _sha(self, script: str) -> str:
@@ -144,16 +158,6 @@ class RedisFeatureStore:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def _state(customer_id: str, profile: Any, behaviour: Any, counters: Any) -> CustomerState:
-    return CustomerState(
-        customer_id=customer_id,
-        profile={k.decode(): orjson.loads(v) for k, v in profile.items()},
-        behaviour={k.decode(): orjson.loads(v) for k, v in behaviour.items()},
-        counters={k.decode(): orjson.loads(v) for k, v in counters.items()},
-        known=bool(profile or behaviour or counters),
-    )
 
 
 def _reserve_args(reservations: Sequence[Reservation], now: float) -> list[str | float]:

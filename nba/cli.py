@@ -195,6 +195,27 @@ def cmd_email_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report_uplift(args: argparse.Namespace) -> int:
+    from feature_store.impact_store import RedisImpactStore
+    from nba.report import run_report_uplift
+    from nba.wiring import arm_counts
+    from rules.catalogue import load_catalogue
+
+    settings = _settings()
+    with _stack(settings) as endpoints:
+
+        async def cells() -> list[Any]:
+            impact = RedisImpactStore.from_url(endpoints.redis_url)
+            try:
+                return await impact.cells()
+            finally:
+                await impact.close()
+
+        found = asyncio.run(cells())
+    counts = arm_counts(found, load_catalogue(settings.catalogue))
+    return run_report_uplift(counts, Path(args.out))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
@@ -268,6 +289,14 @@ def parser() -> argparse.ArgumentParser:
     email.add_argument("--url", default=None, help="API base URL (default NBA_HOST:NBA_PORT)")
     email.add_argument("--api-key", default=None, help="API key (default: a configured key)")
     email.set_defaults(func=cmd_email_run)
+
+    report = sub.add_parser("report", help="reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    uplift = report_sub.add_parser(
+        "uplift", help="uplift of every action against its control group: JSON, PNG and HTML"
+    )
+    uplift.add_argument("--out", required=True, help="folder for uplift.json/.png/.html")
+    uplift.set_defaults(func=cmd_report_uplift)
 
     loadtest = sub.add_parser("loadtest", help="drive the API with Locust at a fixed rate")
     loadtest.add_argument("--rate", type=float, default=100.0)

@@ -15,10 +15,13 @@ from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
 from engine.holders import LiveState
 from feature_store.catalogue_store import RedisCatalogueStore
+from feature_store.impact_store import Cell, RedisImpactStore
 from feature_store.redis_store import RedisFeatureStore
 from models.onnx_model import load_current
 from models.registry import ModelRegistry
-from rules.catalogue import load_catalogue
+from models.uplift import ArmCounts, build_report
+from models.uplift_report import render_html, render_png
+from rules.catalogue import Catalogue, load_catalogue
 from rules.live import CatalogueManager
 from streams.kafka_sink import KafkaSink
 
@@ -72,6 +75,15 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         except Exception as exc:
             log.error("catalogue changes not loaded yet (%s); the watcher retries", exc)
 
+    impact = RedisImpactStore.from_url(redis_url)
+
+    async def uplift_report(kind: str) -> tuple[bytes, str]:
+        report = build_report(arm_counts(await impact.cells(), live.catalogue))
+        if kind == "html":
+            page = await asyncio.to_thread(lambda: render_html(report, render_png(report)))
+            return page.encode(), "text/html; charset=utf-8"
+        return report.to_json().encode(), "application/json"
+
     services = Services(
         store=store,
         live=live,
@@ -79,12 +91,34 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         decider=decider,
         keys=KeyRing(keys),
         catalogue_admin=manager,
+        uplift_report=uplift_report,
         topic_prefix=settings.topic_prefix,
         on_start=[sink.start, initial_catalogue],
         background=[lambda: watch_models(registry, live), manager.watch],
-        on_close=[sink.close, store.close, catalogue_store.close],
+        on_close=[sink.close, store.close, catalogue_store.close, impact.close],
     )
     return services
+
+
+def arm_counts(cells: list[Cell], catalogue: Catalogue) -> list[ArmCounts]:
+    """The stored cells with each action's campaign from the live catalogue."""
+    out = []
+    for cell in cells:
+        entry = catalogue.by_id.get(cell.action_id)
+        campaign = entry.action.attributes.get("campaign") if entry else None
+        out.append(
+            ArmCounts(
+                cell.action_id,
+                cell.channel,
+                None if campaign is None else str(campaign),
+                cell.group,
+                cell.decisions,
+                dict(cell.responders),
+                cell.value_sum,
+                cell.value_sum_sq,
+            )
+        )
+    return out
 
 
 def build_app(settings: Settings, redis_url: str, brokers: str) -> object:

@@ -8,28 +8,52 @@ from __future__ import annotations
 
 from engine.domain import MAX_STAMPS
 from engine.events import ClickstreamEvent, CrmEvent, ResponseEvent
-from engine.writes import Append, EventWrites, Increment, Put, Stamp, Write
+from engine.features import FeatureConfig, field_layout, load_features
+from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount, Write
 
 VIEW_TYPES = frozenset({"page_view", "product_view"})
 
 
-def clickstream_writes(event: ClickstreamEvent) -> EventWrites:
-    ts = event.timestamp.timestamp()
-    writes: list[Write] = [Put("behaviour", "last_seen", ts)]
-    if event.type in VIEW_TYPES:
-        writes.append(Increment("behaviour", "views_total"))
-        if event.category:
-            writes.append(Increment("behaviour", f"views_{event.category}"))
-            writes.append(Put("behaviour", "last_category", event.category))
-    elif event.type == "add_to_cart":
-        writes.append(Increment("behaviour", "cart_adds"))
-    elif event.type == "search":
-        writes.append(Increment("behaviour", "searches"))
-    elif event.type == "purchase":
-        writes.append(Increment("behaviour", "purchases"))
-        if event.price is not None:
-            writes.append(Increment("behaviour", "spend", event.price))
-    return EventWrites(event.customer_id, event.event_id, tuple(writes))
+class ClickstreamFeatures:
+    """Clickstream events into behaviour writes, by the feature definitions."""
+
+    def __init__(self, features: FeatureConfig | None = None) -> None:
+        self.config = (features or load_features()).views.behaviour
+        self.layout = field_layout(self.config.widths, self.config.buckets)
+        self.counted = frozenset(self.config.counts)
+        self.per_category = frozenset(self.config.per_category)
+        self.gap_s = self.config.session_gap_minutes * 60
+
+    def __call__(self, event: ClickstreamEvent) -> EventWrites:
+        ts = event.timestamp.timestamp()
+        writes: list[Write] = []
+        if event.type in VIEW_TYPES:
+            writes.append(Session("behaviour", "session_pages", ts, self.gap_s))
+        writes.append(Put("behaviour", "last_seen", ts))
+        if event.type in self.counted:
+            writes.append(WindowCount("behaviour", f"{event.type}_{{w}}", ts, self.layout))
+        if event.type in VIEW_TYPES:
+            writes.append(Increment("behaviour", "views_total"))
+            if event.category:
+                writes.append(Increment("behaviour", f"views_{event.category}"))
+                writes.append(Put("behaviour", "last_category", event.category))
+        if event.category and event.type in self.per_category:
+            field = f"views_{{w}}_{event.category}"
+            writes.append(WindowCount("behaviour", field, ts, self.layout))
+        if event.type == "add_to_cart":
+            writes.append(Increment("behaviour", "cart_adds"))
+            writes.append(Increment("behaviour", "cart_open"))
+        elif event.type == "search":
+            writes.append(Increment("behaviour", "searches"))
+        elif event.type == "purchase":
+            writes.append(Increment("behaviour", "purchases"))
+            writes.append(Put("behaviour", "cart_open", 0))
+            if event.price is not None:
+                writes.append(Increment("behaviour", "spend", event.price))
+        return EventWrites(event.customer_id, event.event_id, tuple(writes))
+
+
+clickstream_writes = ClickstreamFeatures()
 
 
 def crm_writes(event: CrmEvent) -> EventWrites:

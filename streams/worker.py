@@ -9,6 +9,7 @@ so a redelivered batch after a crash changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -50,6 +51,21 @@ def decode_event(raw: Any, model: type[E]) -> tuple[E | None, str | None]:
         return None, describe(exc)
 
 
+async def _until_stored(
+    name: str, handle: Callable[[list[E]], Awaitable[int]], events: list[E]
+) -> int:
+    """Retry a batch until its effects are stored: the events are acknowledged (and
+    their offsets committed) only after that, and the writes are idempotent."""
+    delay = 0.1
+    while True:
+        try:
+            return await handle(events)
+        except Exception as exc:
+            log.error("storing a %s batch failed (%s); retrying in %.1f s", name, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class DecisionRecord(BaseModel):
     """The part of a decision log record the impact counters need."""
 
@@ -77,6 +93,7 @@ def impact_of_responses(events: list[ResponseEvent]) -> list[ImpactResponse]:
                 group,
                 event.outcome,
                 event.value or 0.0,
+                event.event_id,
             )
         )
     return found
@@ -143,7 +160,7 @@ def create_worker_app(
                         await dead_letter(name, event.key, event.value, reason or "invalid")
                     else:
                         parsed_events.append(parsed)
-                yield await handle(parsed_events)
+                yield await _until_stored(name, handle, parsed_events)
 
         app.agent(topic, name=f"nba-{name}")(process)
 
@@ -156,9 +173,8 @@ def create_worker_app(
     async def responses(events: list[ResponseEvent]) -> int:
         applied = await store().apply([response_writes(e) for e in events])
         counter = impact()
-        if counter is not None:
-            fresh = [e for e, new in zip(events, applied, strict=True) if new]
-            await counter.record_responses(impact_of_responses(fresh))
+        if counter is not None:  # idempotent on its own: a retried batch counts once
+            await counter.record_responses(impact_of_responses(events))
         return sum(applied)
 
     async def decisions(records: list[DecisionRecord]) -> int:

@@ -22,8 +22,14 @@ def totals(running: Running) -> dict[tuple[str, str, str], tuple[int, int, float
     async def read() -> dict[tuple[str, str, str], tuple[int, int, float]]:
         store = RedisImpactStore.from_url(running.endpoints.redis_url)
         try:
-            return {(c.action_id, c.channel, c.group): (c.decisions, c.responders["convert"],
-                                                        c.value_sum) for c in await store.cells()}
+            return {
+                (c.action_id, c.channel, c.group): (
+                    c.decisions,
+                    c.responders["convert"],
+                    c.value_sum,
+                )
+                for c in await store.cells()
+            }
         finally:
             await store.close()
 
@@ -35,10 +41,11 @@ def test_conversions_count_once_per_decision_in_their_group(running: Running) ->
     shown: dict[tuple[str, str, str], int] = {}
     value = 0.0
     with httpx.Client(base_url=running.base_url, headers=ADMIN, timeout=10) as client:
-        for i in range(12):
+        for _ in range(12):
             customer = f"imp-{uuid.uuid4().hex[:8]}"
-            decision = client.post("/v1/decisions", json={
-                "customer_id": customer, "channel": "call_centre"}).json()
+            decision = client.post(
+                "/v1/decisions", json={"customer_id": customer, "channel": "call_centre"}
+            ).json()
             if not decision["actions"]:
                 continue
             group, channel = parse_decision_id(decision["decision_id"]) or ("?", "?")
@@ -46,10 +53,19 @@ def test_conversions_count_once_per_decision_in_their_group(running: Running) ->
             action = decision["actions"][0]["action_id"]
             key = (action, "call_centre", group)
             shown[key] = shown.get(key, 0) + 1
-            for _ in range(2):  # a repeated conversion counts once
-                client.post("/v1/responses", json={
-                    "decision_id": decision["decision_id"], "action_id": action,
-                    "customer_id": customer, "outcome": "convert", "value": 10.0})
+            event_id = f"conv-{uuid.uuid4().hex}"
+            for _ in range(2):  # a replayed conversion counts once
+                client.post(
+                    "/v1/responses",
+                    json={
+                        "decision_id": decision["decision_id"],
+                        "action_id": action,
+                        "customer_id": customer,
+                        "outcome": "convert",
+                        "value": 10.0,
+                        "event_id": event_id,
+                    },
+                )
             value += 10.0
     assert shown
 
@@ -68,3 +84,15 @@ def test_conversions_count_once_per_decision_in_their_group(running: Running) ->
     after = totals(running)
     gained = sum(after[k][2] - before.get(k, (0, 0, 0.0))[2] for k in shown)
     assert gained == pytest.approx(value)
+
+
+def test_uplift_report_is_served_as_json_and_html(running: Running) -> None:
+    reply = httpx.get(f"{running.base_url}/v1/reports/uplift", headers=ADMIN, timeout=30)
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert {"actions", "campaigns", "channels"} <= set(report)
+    page = httpx.get(f"{running.base_url}/v1/reports/uplift?format=html", headers=ADMIN, timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert httpx.get(f"{running.base_url}/reports/").status_code == 200
+    denied = httpx.get(f"{running.base_url}/v1/reports/uplift", headers=auth("test-decide-key-001"))
+    assert denied.status_code == 403

@@ -1,0 +1,387 @@
+"""The uplift report: treatment against control, per action, campaign and channel.
+
+A sticky hold-out share of each channel's customers (the control group) gets a random eligible
+action instead of the arbitrated one; the stream worker keeps one :class:`ArmCounts` per
+(action, channel, group). From those counters alone, in one pass over them, this module builds
+three tables:
+
+- per action and channel: how the action does when the engine chose it (treatment) against when
+  chance chose it (control), i.e. what the targeting adds for that action;
+- per campaign and channel: the cells of the campaign's actions added up;
+- per channel: every action-decision of the channel added up, i.e. the engine's policy against
+  a random one. The unit is one action shown in one decision, so a decision that showed three
+  actions counts three times.
+
+Each row gives both groups' decisions, response rates (click, accept, convert) and value per
+decision, and for each outcome the absolute uplift (difference of rates, Newcombe hybrid score
+interval) and the relative uplift (ratio of rates - 1, Katz log interval), plus the uplift of
+value per decision (Welch normal interval): see :mod:`models.uplift_stats`. A verdict is given
+only where the absolute interval excludes zero. Each verdict is its own 95% test: among many
+actions with no effect, about one in forty is called a winner by chance.
+
+>>> cells = [
+...     ArmCounts("a", "web", None, "treatment", 10_000, {"click": 600}, 6000.0, 60000.0),
+...     ArmCounts("a", "web", None, "control", 10_000, {"click": 400}, 4000.0, 40000.0),
+... ]
+>>> row = build_report(cells).actions[0]
+>>> row.verdict, row.reach, row.outcome("click").absolute.rounded(4)
+('winner', 20000, Interval(estimate=0.02, low=0.014, high=0.0261))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from models.uplift_stats import (
+    Interval,
+    katz_ratio,
+    newcombe_difference,
+    verdict,
+    welch_difference,
+    z_value,
+)
+
+__all__ = [
+    "GROUPS",
+    "KNOWN_OUTCOMES",
+    "METHODS",
+    "OUTCOMES",
+    "ArmCounts",
+    "CountsError",
+    "GroupStats",
+    "OutcomeUplift",
+    "UpliftReport",
+    "UpliftRow",
+    "build_report",
+]
+
+OUTCOMES: tuple[str, ...] = ("click", "accept", "convert")
+KNOWN_OUTCOMES = frozenset({"impression", "click", "accept", "decline", "convert"})
+GROUPS: tuple[str, str] = ("treatment", "control")
+METHODS: dict[str, str] = {
+    "absolute": "Newcombe hybrid score interval (1998, method 10), from Wilson intervals",
+    "relative": "Katz log interval for the ratio of rates, minus 1; null with zero responders",
+    "value": "Welch normal interval from each group's sum and sum of squares",
+}
+
+
+class CountsError(ValueError):
+    """A counter cell that cannot be right; ``field`` names the offending field."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """One (action, channel, group) cell of the uplift counters."""
+
+    action_id: str
+    channel: str
+    campaign: str | None  # the action's attributes["campaign"], if any
+    group: str  # "treatment" | "control"
+    decisions: int  # decisions in which the action was chosen
+    responders: dict[str, int]  # outcome -> decisions with at least one such response
+    value_sum: float  # sum of response values over those decisions
+    value_sum_sq: float  # sum of squared per-decision values
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check(cell: ArmCounts) -> None:
+    where = f"cell ({cell.action_id!r}, {cell.channel!r}, {cell.group!r})"
+    for name in ("action_id", "channel"):
+        text = getattr(cell, name)
+        if not isinstance(text, str) or not text:
+            raise CountsError(f"{where}: {name} must be a non-empty string", name)
+    if cell.campaign is not None and not isinstance(cell.campaign, str):
+        raise CountsError(f"{where}: campaign must be a string or null", "campaign")
+    if cell.group not in GROUPS:
+        raise CountsError(f"{where}: group must be one of {GROUPS}", "group")
+    if not _is_count(cell.decisions):
+        raise CountsError(f"{where}: decisions must be an integer >= 0", "decisions")
+    for outcome, count in cell.responders.items():
+        if outcome not in KNOWN_OUTCOMES:
+            raise CountsError(f"{where}: unknown outcome {outcome!r}", "responders")
+        if not _is_count(count) or count > cell.decisions:
+            raise CountsError(
+                f"{where}: {outcome} responders must be an integer in [0, decisions], "
+                f"got {count!r}",
+                "responders",
+            )
+    total, total_sq = cell.value_sum, cell.value_sum_sq
+    if not isinstance(total, int | float) or not math.isfinite(total):
+        raise CountsError(f"{where}: value_sum must be a finite number", "value_sum")
+    if not isinstance(total_sq, int | float) or not math.isfinite(total_sq) or total_sq < 0:
+        raise CountsError(f"{where}: value_sum_sq must be a finite number >= 0", "value_sum_sq")
+    # Cauchy-Schwarz: sum^2 <= n * sum of squares (and both are 0 with no decisions)
+    if total * total > cell.decisions * total_sq * (1 + 1e-9) + 1e-9:
+        raise CountsError(
+            f"{where}: value_sum^2 exceeds decisions * value_sum_sq: inconsistent sums",
+            "value_sum_sq",
+        )
+
+
+@dataclass
+class _Tally:
+    decisions: int = 0
+    responders: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    value_sum: float = 0.0
+    value_sum_sq: float = 0.0
+
+    def add(self, cell: ArmCounts) -> None:
+        self.decisions += cell.decisions
+        for outcome in OUTCOMES:
+            self.responders[outcome] += cell.responders.get(outcome, 0)
+        self.value_sum += cell.value_sum
+        self.value_sum_sq += cell.value_sum_sq
+
+    def freeze(self) -> GroupStats:
+        return GroupStats(self.decisions, dict(self.responders), self.value_sum, self.value_sum_sq)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One group's totals in a row; rates are ``None`` with no decisions."""
+
+    decisions: int
+    responders: dict[str, int]
+    value_sum: float
+    value_sum_sq: float
+
+    def rate(self, outcome: str) -> float | None:
+        if self.decisions == 0:
+            return None
+        return self.responders.get(outcome, 0) / self.decisions
+
+    @property
+    def value_per_decision(self) -> float | None:
+        return self.value_sum / self.decisions if self.decisions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decisions": self.decisions,
+            "responders": dict(self.responders),
+            "rates": {outcome: self.rate(outcome) for outcome in OUTCOMES},
+            "value_per_decision": self.value_per_decision,
+        }
+
+
+def _interval_dict(interval: Interval | None) -> dict[str, float] | None:
+    if interval is None:
+        return None
+    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high}
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeUplift:
+    """Treatment rate minus control rate for one outcome, and the rate ratio minus one."""
+
+    outcome: str
+    absolute: Interval | None
+    relative: Interval | None
+    verdict: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "absolute": _interval_dict(self.absolute),
+            "relative": _interval_dict(self.relative),
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UpliftRow:
+    """One row of a table: an action, a campaign or a whole channel, within one channel."""
+
+    level: str  # "action" | "campaign" | "channel"
+    channel: str
+    action_id: str | None
+    campaign: str | None
+    actions: tuple[str, ...]  # the actions whose cells the row adds up
+    treatment: GroupStats
+    control: GroupStats
+    uplifts: tuple[OutcomeUplift, ...]  # one per outcome, in OUTCOMES order
+    value: Interval | None  # value per decision, treatment minus control
+    value_verdict: str | None
+    primary_outcome: str
+
+    @property
+    def reach(self) -> int:
+        """Decisions in which the row's actions were chosen, both groups."""
+        return self.treatment.decisions + self.control.decisions
+
+    def outcome(self, name: str) -> OutcomeUplift:
+        for uplift in self.uplifts:
+            if uplift.outcome == name:
+                return uplift
+        raise KeyError(name)
+
+    @property
+    def verdict(self) -> str | None:
+        """The verdict on the primary outcome."""
+        return self.outcome(self.primary_outcome).verdict
+
+    @property
+    def label(self) -> str:
+        return self.action_id or self.campaign or self.channel
+
+    def sort_key(self) -> tuple[bool, float, str]:
+        """Largest primary uplift first; rows without one last; ties by name."""
+        absolute = self.outcome(self.primary_outcome).absolute
+        return (absolute is None, -(absolute.estimate if absolute else 0.0), self.label)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "channel": self.channel,
+            "action_id": self.action_id,
+            "campaign": self.campaign,
+            "actions": list(self.actions),
+            "reach": self.reach,
+            "treatment": self.treatment.to_dict(),
+            "control": self.control.to_dict(),
+            "uplift": {u.outcome: u.to_dict() for u in self.uplifts},
+            "value_uplift": _interval_dict(self.value),
+            "value_verdict": self.value_verdict,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UpliftReport:
+    """The three tables, each sorted by channel, then by primary uplift (largest first)."""
+
+    confidence: float
+    primary_outcome: str
+    actions: tuple[UpliftRow, ...]
+    campaigns: tuple[UpliftRow, ...]
+    channels: tuple[UpliftRow, ...]
+    generated_at: str | None = None
+
+    def channel_names(self) -> list[str]:
+        return [row.channel for row in self.channels]
+
+    def rows(self, level: str, channel: str) -> list[UpliftRow]:
+        table = {"action": self.actions, "campaign": self.campaigns, "channel": self.channels}
+        return [row for row in table[level] if row.channel == channel]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generated_at": self.generated_at,
+            "confidence": self.confidence,
+            "primary_outcome": self.primary_outcome,
+            "outcomes": list(OUTCOMES),
+            "methods": dict(METHODS),
+            "actions": [row.to_dict() for row in self.actions],
+            "campaigns": [row.to_dict() for row in self.campaigns],
+            "channels": [row.to_dict() for row in self.channels],
+        }
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2).decode()
+
+
+_Key = tuple[str, str, str]  # (level, channel, name)
+
+
+def _row(
+    key: _Key,
+    groups: Mapping[str, _Tally],
+    members: Iterable[str],
+    campaign: str | None,
+    z: float,
+    primary: str,
+) -> UpliftRow:
+    level, channel, _ = key
+    treated = groups.get("treatment", _Tally()).freeze()
+    held = groups.get("control", _Tally()).freeze()
+    uplifts = []
+    for outcome in OUTCOMES:
+        absolute = relative = None
+        if treated.decisions and held.decisions:
+            x1, x2 = treated.responders[outcome], held.responders[outcome]
+            absolute = newcombe_difference(x1, treated.decisions, x2, held.decisions, z)
+            ratio = katz_ratio(x1, treated.decisions, x2, held.decisions, z)
+            relative = ratio.shifted(-1.0) if ratio else None
+        uplifts.append(OutcomeUplift(outcome, absolute, relative, verdict(absolute)))
+    value = welch_difference(
+        treated.decisions,
+        treated.value_sum,
+        treated.value_sum_sq,
+        held.decisions,
+        held.value_sum,
+        held.value_sum_sq,
+        z,
+    )
+    return UpliftRow(
+        level=level,
+        channel=channel,
+        action_id=key[2] if level == "action" else None,
+        campaign=campaign,
+        actions=tuple(sorted(members)),
+        treatment=treated,
+        control=held,
+        uplifts=tuple(uplifts),
+        value=value,
+        value_verdict=verdict(value),
+        primary_outcome=primary,
+    )
+
+
+def build_report(
+    cells: Iterable[ArmCounts],
+    confidence: float = 0.95,
+    primary_outcome: str = "click",
+    generated_at: str | None = None,
+) -> UpliftReport:
+    """The report from the counter cells, in one pass over them.
+
+    Cells with the same (action, channel, group) are added up; they must name the same campaign.
+    A bad cell raises :class:`CountsError` naming the field. A row with no decisions in one
+    group still shows the other group's rates, with every uplift and verdict ``None``.
+    """
+    if primary_outcome not in OUTCOMES:
+        raise ValueError(f"primary_outcome must be one of {OUTCOMES}, got {primary_outcome!r}")
+    z = z_value(confidence)
+    tallies: dict[_Key, dict[str, _Tally]] = {}
+    members: dict[_Key, set[str]] = {}
+    campaigns: dict[tuple[str, str], str | None] = {}
+    for cell in cells:
+        _check(cell)
+        pair = (cell.action_id, cell.channel)
+        if campaigns.setdefault(pair, cell.campaign) != cell.campaign:
+            raise CountsError(
+                f"action {cell.action_id!r} on {cell.channel!r} names two campaigns: "
+                f"{campaigns[pair]!r} and {cell.campaign!r}",
+                "campaign",
+            )
+        keys: list[_Key] = [("action", cell.channel, cell.action_id), ("channel", cell.channel, "")]
+        if cell.campaign is not None:
+            keys.append(("campaign", cell.channel, cell.campaign))
+        for key in keys:
+            tallies.setdefault(key, {}).setdefault(cell.group, _Tally()).add(cell)
+            members.setdefault(key, set()).add(cell.action_id)
+    rows: dict[str, list[UpliftRow]] = {"action": [], "campaign": [], "channel": []}
+    for key, groups in tallies.items():
+        level, channel, name = key
+        campaign = {"action": campaigns.get((name, channel)), "campaign": name}.get(level)
+        rows[level].append(_row(key, groups, members[key], campaign, z, primary_outcome))
+    for table in rows.values():
+        table.sort(key=lambda row: (row.channel, *row.sort_key()))
+    return UpliftReport(
+        confidence=confidence,
+        primary_outcome=primary_outcome,
+        actions=tuple(rows["action"]),
+        campaigns=tuple(rows["campaign"]),
+        channels=tuple(rows["channel"]),
+        generated_at=generated_at,
+    )

@@ -1,0 +1,914 @@
+"""``nba loadtest``: the API under a known, fixed load, measured by Locust.
+
+The load (``benchmarks/locustfile.py``) is four callers, each at a fixed offered rate
+that does not depend on how fast the server answers. ``rate`` is the page-view
+decisions per second (web, and the shop's screens for 10% of them); the others run
+alongside at fixed shares of it:
+
+=============  ==========================================================  ==============
+caller         what                                                        offered rate
+=============  ==========================================================  ==============
+web            ``POST /v1/decisions``, channel web (90%) or shop (10%)     ``rate``/s
+desk           call-centre decision with explain + ``GET /v1/customers``   ``rate`` × 1%
+               + an accept/decline for 30% of them                         sessions/s
+email          ``POST /v1/decisions/batch`` of 100 newsletter requests     ``rate`` × 10%
+                                                                           decisions/s
+responses      ``POST /v1/responses``: impressions, 15% clicks             ``rate`` × 10%/s
+=============  ==========================================================  ==============
+
+Without ``url`` the whole stack is started as ``nba demo`` starts it (embedded Redis and
+broker unless configured, the stream worker, the demo world streamed through Kafka when
+the store lacks it, a model trained when none is registered) and ``nba serve --workers
+N`` on a free port; everything started is stopped at the end, also on Ctrl-C. With
+``url`` the API there is measured and nothing is started.
+
+Written to ``out_dir``: ``<UTC date-time>-loadtest.json`` (per caller and request:
+requests, failures, rates, client latency percentiles; the server's decision-latency
+histogram from ``/metrics`` over the measured window; CPU used per process; the machine)
+and ``<UTC date-time>-loadtest.png`` (requests/s and latency percentiles over time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import csv
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import orjson
+
+from engine.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = ROOT / "benchmarks" / "locustfile.py"
+
+# The other callers' shares of the web rate (mirrored as defaults in the locustfile).
+DESK_SHARE = 0.01  # agent sessions per page view
+EMAIL_DECISION_SHARE = 0.1  # email decisions per page view
+EMAIL_BATCH = 100  # requests per batch
+RESPONSE_SHARE = 0.1  # responses per page view
+# The most one simulated user is asked to keep up: its mean gap between arrivals stays
+# well above the latency measured, so a user is never its own bottleneck.
+PER_USER_RATE = {"web": 20.0, "desk": 2.0, "email": 0.5, "responses": 20.0}
+# The request that counts one arrival of each caller (for the achieved rate).
+MAIN_REQUESTS = {
+    "web": ("web: POST /v1/decisions", "web: POST /v1/decisions (shop)"),
+    "desk": ("desk: POST /v1/decisions (explain)",),
+    "email": ("email: POST /v1/decisions/batch",),
+    "responses": ("responses: POST /v1/responses",),
+}
+RATE_UNITS = {
+    "web": "decisions/s",
+    "desk": "sessions/s",
+    "email": "batches/s",
+    "responses": "responses/s",
+}
+QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+
+def offered_rates(rate: float) -> dict[str, float]:
+    """Arrivals per second of each caller for a web rate of ``rate``."""
+    return {
+        "web": rate,
+        "desk": rate * DESK_SHARE,
+        "email": rate * EMAIL_DECISION_SHARE / EMAIL_BATCH,
+        "responses": rate * RESPONSE_SHARE,
+    }
+
+
+def users_for(rates: Mapping[str, float]) -> dict[str, int]:
+    return {k: max(1, math.ceil(r / PER_USER_RATE[k])) if r > 0 else 0 for k, r in rates.items()}
+
+
+def _step(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+# ---- histograms ---------------------------------------------------------------------------
+
+
+def quantile(hist: Mapping[float, int], q: float) -> float | None:
+    """The ``q`` quantile of a histogram of exact values (value -> count)."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen >= rank:
+            return value
+    return max(hist)
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus-style quantile from cumulative ``(le, count)`` pairs, interpolated
+    linearly inside the bucket; past the last finite bound, that bound."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower
+            if count == below:
+                return le
+            return lower + (le - lower) * (rank - below) / (count - below)
+        lower, below = le, count
+    return lower
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# ---- /metrics -------------------------------------------------------------------------------
+
+
+def scrape(base_url: str) -> dict[str, Any]:
+    """The server's decision histograms and counters, by channel."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+    decision: dict[str, dict[float, float]] = collections.defaultdict(dict)
+    batch: dict[float, float] = {}
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "nba_decision_seconds_bucket":
+                le = float(labels["le"])
+                channel = labels.get("channel", "?")
+                decision[channel][le] = decision[channel].get(le, 0.0) + sample.value
+            elif sample.name == "nba_decision_batch_seconds_bucket":
+                le = float(labels["le"])
+                batch[le] = batch.get(le, 0.0) + sample.value
+            elif sample.name == "nba_decisions_total":
+                key = (labels["channel"], labels["group"], labels["fallback"])
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return {"decision": dict(decision), "batch": batch, "counts": counts}
+
+
+def _diff(after: Mapping[float, float], before: Mapping[float, float]) -> list[tuple[float, float]]:
+    return [(le, count - before.get(le, 0.0)) for le, count in after.items()]
+
+
+def _latency(buckets: list[tuple[float, float]]) -> dict[str, Any]:
+    count = max((c for _, c in buckets), default=0.0)
+    out: dict[str, Any] = {"count": int(count)}
+    for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        value = bucket_quantile(buckets, q)
+        out[f"{label}_ms"] = _round(None if value is None else value * 1000.0, 3)
+    return out
+
+
+def server_report(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
+    by_channel: dict[str, Any] = {}
+    merged: dict[float, float] = collections.defaultdict(float)
+    for channel, buckets in sorted(after["decision"].items()):
+        diff = _diff(buckets, before["decision"].get(channel, {}))
+        for le, count in diff:
+            merged[le] += count
+        by_channel[channel] = _latency(diff)
+    decisions: dict[str, float] = collections.defaultdict(float)
+    fallbacks = 0.0
+    control = 0.0
+    for key, value in after["counts"].items():
+        delta = value - before["counts"].get(key, 0.0)
+        decisions[key[0]] += delta
+        fallbacks += delta if key[2] == "true" else 0.0
+        control += delta if key[1] == "control" else 0.0
+    total = sum(decisions.values())
+    return {
+        "note": "from nba_decision_seconds (single decisions; bucket bounds 0.25, 0.5, 0.75, "
+        "1, 1.5, 2, 3, 5, 7.5, 10 ms…, linear inside a bucket) over the measured window",
+        "decision_latency": {"all": _latency(sorted(merged.items())), **by_channel},
+        "batch_latency": _latency(_diff(after["batch"], before["batch"])),
+        "decisions": {k: int(v) for k, v in sorted(decisions.items())},
+        "decisions_per_s": round(total / seconds, 1) if seconds > 0 else None,
+        "fallbacks": int(fallbacks),
+        "control": int(control),
+    }
+
+
+# ---- CPU per process ---------------------------------------------------------------------
+
+
+@dataclass
+class CpuWatch:
+    """CPU seconds of named process trees and of the whole machine over a window."""
+
+    roots: dict[str, int] = field(default_factory=dict)
+    start: dict[str, dict[int, float]] = field(default_factory=dict)
+    start_system: Any = None
+    started_at: float = 0.0
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        import psutil
+
+        out: dict[str, dict[int, float]] = {}
+        for name, pid in self.roots.items():
+            times: dict[int, float] = {}
+            try:
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        t = proc.cpu_times()
+                        times[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+            out[name] = times
+        return out
+
+    def begin(self) -> None:
+        import psutil
+
+        self.start = self._sample()
+        self.start_system = psutil.cpu_times()
+        self.started_at = time.monotonic()
+
+    def end(self) -> dict[str, Any]:
+        import psutil
+
+        if self.start_system is None:
+            return {}
+        seconds = time.monotonic() - self.started_at
+        now = self._sample()
+        system = psutil.cpu_times()
+        per_process: dict[str, float] = {}
+        for name, times in now.items():
+            used = sum(t - self.start[name].get(pid, t) for pid, t in times.items())
+            per_process[name] = round(100.0 * used / seconds, 1) if seconds > 0 else 0.0
+        deltas = {f: getattr(system, f) - getattr(self.start_system, f) for f in system._fields}
+        total = sum(deltas.values()) or 1.0
+        idle = deltas.get("idle", 0.0) + deltas.get("iowait", 0.0)
+        return {
+            "note": "percent of one core over the measured window (100 = one core busy)",
+            "per_process": per_process,
+            "machine_busy_percent_of_all_cores": round(100.0 * (1 - idle / total), 1),
+            "machine_steal_percent": round(100.0 * deltas.get("steal", 0.0) / total, 1),
+        }
+
+
+# ---- Locust -------------------------------------------------------------------------------
+
+
+@dataclass
+class LocustRun:
+    stats: list[dict[str, str]]
+    history: list[dict[str, str]]
+    failures: list[dict[str, str]]
+    details: list[dict[str, Any]]
+    server_before: dict[str, Any] | None
+    server_after: dict[str, Any] | None
+    cpu: dict[str, Any]
+    returncode: int
+    log_tail: str
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _locust_command(
+    locustfile: Path,
+    base_url: str,
+    users: int,
+    warmup: float,
+    duration: float,
+    csv_prefix: Path,
+    processes: int,
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locustfile),
+        "--headless",
+        "--host",
+        base_url,
+        "-u",
+        str(users),
+        "-r",
+        f"{users / warmup:.3f}",
+        "-t",
+        f"{math.ceil(warmup + duration)}s",
+        "--reset-stats",
+        "--csv",
+        str(csv_prefix),
+        "--csv-full-history",
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+    if processes > 1:
+        command += ["--processes", str(processes)]
+    return command
+
+
+def _run_locust(
+    locustfile: Path,
+    base_url: str,
+    api_key: str,
+    rates: Mapping[str, float],
+    users: Mapping[str, int],
+    customers: int,
+    warmup: float,
+    duration: float,
+    processes: int,
+    work: Path,
+    cpu: CpuWatch,
+    children: list[subprocess.Popen[bytes]],
+) -> LocustRun:
+    from nba.processes import child_env, spawn, stop
+
+    detail_dir = work / "detail"
+    env = child_env(
+        NBA_LOADTEST_HOST=base_url,
+        NBA_LOADTEST_API_KEY=api_key,
+        NBA_LOADTEST_WEB_RATE=repr(rates["web"]),
+        NBA_LOADTEST_DESK_RATE=repr(rates["desk"]),
+        NBA_LOADTEST_EMAIL_RATE=repr(rates["email"]),
+        NBA_LOADTEST_RESPONSE_RATE=repr(rates["responses"]),
+        NBA_LOADTEST_EMAIL_BATCH=str(EMAIL_BATCH),
+        NBA_LOADTEST_CUSTOMERS=str(customers),
+        NBA_LOADTEST_DETAIL_DIR=str(detail_dir),
+        **{f"NBA_LOADTEST_{k.upper()}_USERS": str(n) for k, n in users.items()},
+    )
+    prefix = work / "locust"
+    log = work / "locust.log"
+    command = _locust_command(
+        locustfile, base_url, sum(users.values()), warmup, duration, prefix, processes
+    )
+    process = spawn(command, env, log)
+    children.append(process)
+    cpu.roots["locust"] = process.pid
+    before = after = None
+    cpu_report: dict[str, Any] = {}
+    started = time.monotonic()
+    deadline = started + warmup + duration + 120.0
+    try:
+        while process.poll() is None:
+            if before is None and any(detail_dir.glob("spawned-*")):
+                before = scrape(base_url)
+                cpu.begin()
+                _step(f"all users spawned; measuring for {duration:.0f} s")
+            if before is not None and after is None and any(detail_dir.glob("stopping-*")):
+                cpu_report = cpu.end()
+                after = scrape(base_url)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Locust did not finish in time; see {log}")
+            time.sleep(0.05)
+    finally:
+        stop(process)
+    if before is not None and after is None:  # Locust ended without its stopping mark
+        cpu_report = cpu.end()
+        after = scrape(base_url)
+    details = [orjson.loads(p.read_bytes()) for p in sorted(detail_dir.glob("detail-*.json"))]
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    return LocustRun(
+        stats=_read_csv(Path(f"{prefix}_stats.csv")),
+        history=_read_csv(Path(f"{prefix}_stats_history.csv")),
+        failures=_read_csv(Path(f"{prefix}_failures.csv")),
+        details=details,
+        server_before=before,
+        server_after=after,
+        cpu=cpu_report,
+        returncode=process.returncode,
+        log_tail=tail,
+    )
+
+
+# ---- the report -------------------------------------------------------------------------
+
+
+def _merge_details(details: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    latency: dict[str, collections.Counter[float]] = collections.defaultdict(collections.Counter)
+    lateness: dict[str, collections.Counter[float]] = collections.defaultdict(collections.Counter)
+    merged: dict[str, Any] = {
+        "arrivals": collections.Counter(),
+        "dropped": collections.Counter(),
+        "fallbacks": collections.Counter(),
+        "failures_all_run": collections.Counter(),
+        "cpu_warnings": 0,
+        "seconds": 0.0,
+    }
+    for detail in details:
+        for name, hist in detail.get("latency_10us", {}).items():
+            for key, n in hist.items():
+                latency[name][int(key) / 100.0] += n
+        for name, hist in detail.get("lateness_ms", {}).items():
+            for key, n in hist.items():
+                lateness[name][float(key)] += n
+        for key in ("arrivals", "dropped", "fallbacks", "failures_all_run"):
+            merged[key].update(detail.get(key, {}))
+        merged["cpu_warnings"] += detail.get("cpu_warnings", 0)
+        if detail.get("arrivals"):
+            merged["seconds"] = max(merged["seconds"], detail["until"] - detail["since"])
+    merged["latency"] = latency
+    merged["lateness"] = lateness
+    return merged
+
+
+def _latency_summary(hist: Mapping[float, int]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for label, q in QUANTILES:
+        out[f"{label}_ms"] = _round(quantile(hist, q))
+    out["max_ms"] = _round(max(hist) if hist else None)
+    return out
+
+
+def build_report(
+    run: LocustRun,
+    rate: float,
+    rates: Mapping[str, float],
+    users: Mapping[str, int],
+    duration: float,
+    warmup: float,
+    workers: int | None,
+    base_url: str,
+    started_stack: bool,
+) -> dict[str, Any]:
+    detail = _merge_details(run.details)
+    seconds = detail["seconds"] or duration
+    rows = {row["Name"]: row for row in run.stats if row.get("Name") != "Aggregated"}
+    classes: dict[str, Any] = {}
+    total_failures = 0
+    all_latency: collections.Counter[float] = collections.Counter()
+    for kind in rates:
+        names = sorted(n for n in set(rows) | set(detail["latency"]) if n.startswith(kind + ":"))
+        endpoints: dict[str, Any] = {}
+        class_latency: collections.Counter[float] = collections.Counter()
+        requests = failures = 0
+        for name in names:
+            row = rows.get(name, {})
+            hist = detail["latency"].get(name, collections.Counter())
+            count = int(row.get("Request Count", 0) or 0)
+            failed = int(row.get("Failure Count", 0) or 0)
+            requests += count
+            failures += failed
+            class_latency.update(hist)
+            endpoints[name] = {
+                "requests": count,
+                "failures": failed,
+                "requests_per_s": _round(float(row.get("Requests/s", 0) or 0), 1),
+                **_latency_summary(hist),
+                "fallbacks": detail["fallbacks"].get(name, 0),
+                "locust_percentiles_ms": {
+                    k: row.get(k) for k in ("50%", "95%", "99%", "100%") if k in row
+                },
+            }
+        all_latency.update(class_latency)
+        total_failures += failures
+        main = sum(endpoints.get(n, {}).get("requests", 0) for n in MAIN_REQUESTS[kind])
+        lateness = detail["lateness"].get(kind, collections.Counter())
+        classes[kind] = {
+            "unit": RATE_UNITS[kind],
+            "users": users[kind],
+            "offered_rate": round(rates[kind], 3),
+            "scheduled_rate": round(detail["arrivals"].get(kind, 0) / seconds, 2),
+            "achieved_rate": round(main / seconds, 2),
+            "requests": requests,
+            "failures": failures,
+            "requests_per_s": round(requests / seconds, 1),
+            **_latency_summary(class_latency),
+            "schedule_lateness_ms": {
+                "p50": quantile(lateness, 0.5),
+                "p99": quantile(lateness, 0.99),
+                "max": max(lateness) if lateness else None,
+            },
+            "dropped_arrivals": detail["dropped"].get(kind, 0),
+            "endpoints": endpoints,
+        }
+    if "email" in classes:
+        classes["email"]["offered_decisions_per_s"] = round(rates["email"] * EMAIL_BATCH, 2)
+        classes["email"]["achieved_decisions_per_s"] = round(
+            classes["email"]["achieved_rate"] * EMAIL_BATCH, 1
+        )
+    warmup_failures = sum(detail["failures_all_run"].values()) - total_failures
+    report: dict[str, Any] = {
+        "kind": "nba loadtest",
+        "target": {
+            "url": base_url,
+            "stack_started_here": started_stack,
+            "api_workers": workers,
+        },
+        "load": {
+            "web_rate": rate,
+            "duration_s": duration,
+            "warmup_s": warmup,
+            "measured_s": round(seconds, 2),
+            "arrivals": "poisson"
+            if all(d.get("poisson", True) for d in run.details)
+            else "uniform",
+            "shares_of_web_rate": {
+                "desk_sessions": DESK_SHARE,
+                "email_decisions": EMAIL_DECISION_SHARE,
+                "responses": RESPONSE_SHARE,
+            },
+            "email_batch": EMAIL_BATCH,
+            "users": dict(users),
+        },
+        "client": {
+            "note": "latencies measured by Locust (FastHttpUser) on this machine, exact to "
+            "10 µs, after all users were spawned; locust_percentiles_ms are Locust's own "
+            "(rounded) figures",
+            "classes": classes,
+            "all": {
+                "requests": sum(c["requests"] for c in classes.values()),
+                "failures": total_failures,
+                "failures_during_warmup": max(0, warmup_failures),
+                **_latency_summary(all_latency),
+            },
+            "failure_messages": [
+                {"name": f.get("Name"), "error": f.get("Error"), "count": f.get("Occurrences")}
+                for f in run.failures[:20]
+            ],
+            "locust_cpu_warnings": detail["cpu_warnings"],
+            "locust_exit_code": run.returncode,
+        },
+        "cpu": run.cpu,
+        "machine": machine_info(),
+    }
+    if run.server_before is not None and run.server_after is not None:
+        report["server"] = server_report(run.server_before, run.server_after, seconds)
+    return report
+
+
+def machine_info() -> dict[str, Any]:
+    import locust
+
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "locust": getattr(locust, "__version__", "?"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(Exception):
+        import psutil
+
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    return info
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value) if value not in (None, "", "N/A") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def plot(history: list[dict[str, str]], path: Path, title: str, warmup_end: float | None) -> None:
+    """Requests/s per caller and p50/p95/p99 over time, from Locust's stats history."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    t0 = min(_float(r["Timestamp"]) for r in history)
+    series: dict[str, dict[float, float]] = collections.defaultdict(dict)
+    percentiles: dict[str, dict[str, dict[float, float]]] = collections.defaultdict(
+        lambda: collections.defaultdict(dict)
+    )
+    for row in history:
+        t = _float(row["Timestamp"]) - t0
+        name = row["Name"]
+        kind = "all" if name == "Aggregated" else name.split(":", 1)[0]
+        series[kind][t] = series[kind].get(t, 0.0) + _float(row["Requests/s"])
+        if name in ("Aggregated", "web: POST /v1/decisions"):
+            for p in ("50%", "95%", "99%"):
+                percentiles[name][p][t] = _float(row.get(p))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True)
+    for kind, points in sorted(series.items()):
+        xs = sorted(points)
+        top.plot(xs, [points[x] for x in xs], label=kind, lw=2 if kind == "all" else 1.2)
+    top.set_ylabel("requests/s")
+    top.legend(loc="upper left", fontsize=8, ncol=5)
+    top.grid(alpha=0.3)
+    styles = {"50%": ":", "95%": "--", "99%": "-"}
+    for name, colour in (("web: POST /v1/decisions", "tab:blue"), ("Aggregated", "tab:grey")):
+        for p, points in percentiles.get(name, {}).items():
+            xs = sorted(x for x in points if not math.isnan(points[x]))
+            label = f"{'web decisions' if name != 'Aggregated' else 'all requests'} p{p[:-1]}"
+            bottom.plot(xs, [points[x] for x in xs], styles[p], color=colour, label=label)
+    bottom.set_ylabel("ms (Locust, 10 s window)")
+    bottom.set_xlabel("seconds since Locust started")
+    bottom.legend(loc="upper left", fontsize=8, ncol=2)
+    bottom.grid(alpha=0.3)
+    if warmup_end is not None:
+        for axis in (top, bottom):
+            axis.axvspan(0, warmup_end, color="0.9", zorder=0)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print("\nload test")
+    for kind, c in report["client"]["classes"].items():
+        print(
+            f"  {kind:<10} offered {c['offered_rate']:>8.2f} achieved {c['achieved_rate']:>8.2f} "
+            f"{c['unit']:<12} requests {c['requests']:>7} failures {c['failures']:>3}  "
+            f"p50 {c['p50_ms']} p95 {c['p95_ms']} p99 {c['p99_ms']} max {c['max_ms']} ms"
+        )
+    server = report.get("server")
+    if server:
+        lat = server["decision_latency"]["all"]
+        print(
+            f"  server     decisions {lat['count']} ({server['decisions_per_s']}/s), "
+            f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, fallbacks {server['fallbacks']}"
+        )
+    if report.get("cpu"):
+        parts = ", ".join(f"{k} {v}%" for k, v in report["cpu"]["per_process"].items())
+        print(
+            f"  cpu        {parts}; machine busy "
+            f"{report['cpu']['machine_busy_percent_of_all_cores']}% of all cores"
+        )
+
+
+# ---- the stack ------------------------------------------------------------------------------
+
+
+def _pick_key(keys: Mapping[str, list[str]]) -> str | None:
+    for key, scopes in keys.items():
+        if "admin" in scopes or {"decide", "respond", "read"} <= set(scopes):
+            return key
+    return None
+
+
+def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90.0
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API stopped at start-up; see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the API at {base_url} did not become ready; see {log}")
+
+
+async def _store_has(redis_url: str, customer_id: str) -> bool:
+    from feature_store.redis_store import RedisFeatureStore
+
+    store = RedisFeatureStore.from_url(redis_url)
+    try:
+        return (await store.fetch(customer_id)).known
+    finally:
+        await store.close()
+
+
+@contextlib.contextmanager
+def _serving(
+    settings: Settings,
+    workers: int,
+    customers: int,
+    children: list[subprocess.Popen[bytes]],
+    cpu: CpuWatch,
+) -> Iterator[str]:
+    """The whole stack as ``nba demo`` starts it; yields the API's base URL."""
+    from engine.embedded import free_port
+    from models.registry import ModelRegistry
+    from nba.cli import _stack
+    from nba.demo.seed import seed_through_kafka, train_demo_model
+    from nba.demo.world import DemoWorld
+    from nba.processes import child_env, nba_command, spawn
+    from rules.catalogue import load_catalogue
+    from streams.lag import wait_for_lag_zero
+    from streams.worker import WORKER_GROUP
+
+    logs = settings.data_dir / "logs"
+    _step("starting Redis and the Kafka-protocol broker (embedded unless configured)")
+    stack = _stack(settings)
+    with stack as endpoints:
+        for process in stack.started_processes:
+            argv = process.args if isinstance(process.args, list) else [process.args]
+            cpu.roots["redis" if "redis" in Path(str(argv[0])).name else "broker"] = process.pid
+        env = child_env(
+            NBA_REDIS_URL=endpoints.redis_url, NBA_KAFKA_BROKERS=endpoints.kafka_brokers
+        )
+        worker = spawn(nba_command("worker"), env, logs / "loadtest-worker.log")
+        children.append(worker)
+        cpu.roots["stream worker"] = worker.pid
+        world = DemoWorld(customers)
+        last = world.customers[-1].customer_id
+        if asyncio.run(_store_has(endpoints.redis_url, last)):
+            _step(f"the store holds the demo world already ({last} is known)")
+        else:
+            _step(f"streaming the demo world ({customers} customers) through Kafka")
+            asyncio.run(seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix))
+            topics = [settings.topic("crm"), settings.topic("clickstream")]
+            if not asyncio.run(wait_for_lag_zero(endpoints.kafka_brokers, WORKER_GROUP, topics)):
+                raise RuntimeError(
+                    f"the worker did not load the demo events; see {logs / 'loadtest-worker.log'}"
+                )
+        registry = ModelRegistry(settings.model_dir)
+        if registry.current() is None:
+            _step("no registered model: training one on the demo world's logged history")
+            version, _ = train_demo_model(world, load_catalogue(settings.catalogue), registry)
+            _step(f"registered model {version}")
+        port = free_port()
+        serve_log = logs / "loadtest-serve.log"
+        serve = spawn(
+            nba_command(
+                "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)
+            ),
+            env,
+            serve_log,
+        )
+        children.append(serve)
+        cpu.roots["api"] = serve.pid
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_ready(base_url, serve, serve_log)
+        with contextlib.suppress(Exception):
+            import psutil
+
+            pids = [serve.pid] + [p.pid for p in psutil.Process(serve.pid).children(True)]
+            _step(f"API ready at {base_url} with {workers} worker(s); pids {pids}")
+        yield base_url
+
+
+# ---- entry point ---------------------------------------------------------------------------
+
+
+def run_loadtest(
+    rate: float,
+    duration: float,
+    workers: int,
+    out_dir: Path,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    settings: Settings | None = None,
+    warmup: float = 5.0,
+    customers: int = 3000,
+    locust_processes: int = 1,
+    locustfile: Path = LOCUSTFILE,
+) -> int:
+    """Drive the API at ``rate`` web decisions/s (the other callers alongside) for
+    ``duration`` seconds after ``warmup`` seconds of ramp-up; write the JSON report and
+    the PNG into ``out_dir``. Returns 0 when every request succeeded, 1 when some failed
+    or none was made, 130 when interrupted."""
+    if rate <= 0 or duration <= 0 or workers < 1:
+        raise ValueError("rate and duration must be positive, workers at least 1")
+    warmup = max(warmup, 1.0)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    children: list[subprocess.Popen[bytes]] = []
+    cpu = CpuWatch()
+    rates = offered_rates(rate)
+    users = users_for(rates)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        with contextlib.ExitStack() as exits:
+            if url is None:
+                from engine.config import load_settings, resolve_api_keys
+
+                settings = settings or load_settings()
+                keys, generated = resolve_api_keys(settings)
+                if generated:
+                    print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'})")
+                api_key = api_key or _pick_key(keys)
+                base_url = exits.enter_context(
+                    _serving(settings, workers, customers, children, cpu)
+                )
+            else:
+                base_url = url.rstrip("/")
+                api_key = api_key or os.environ.get("NBA_LOADTEST_API_KEY") or _configured_key()
+            if not api_key:
+                print(
+                    "nba loadtest: no API key with the decide, respond and read scopes "
+                    "(configure NBA_API_KEYS or set NBA_LOADTEST_API_KEY)",
+                    file=sys.stderr,
+                )
+                return 2
+            _step(
+                "offered: "
+                + ", ".join(f"{k} {r:.2f} {RATE_UNITS[k]}" for k, r in rates.items())
+                + f"; {sum(users.values())} Locust users; warm-up {warmup:.0f} s"
+            )
+            work = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="nba-loadtest-")))
+            run = _run_locust(
+                locustfile,
+                base_url,
+                api_key,
+                rates,
+                users,
+                customers,
+                warmup,
+                duration,
+                locust_processes,
+                work,
+                cpu,
+                children,
+            )
+            if not run.stats:
+                print(run.log_tail, file=sys.stderr)
+                raise RuntimeError("Locust wrote no statistics")
+            report = build_report(
+                run,
+                rate,
+                rates,
+                users,
+                duration,
+                warmup,
+                workers if url is None else None,
+                base_url,
+                url is None,
+            )
+        report["started_at"] = stamp
+        out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = out_dir / f"{stamp}-loadtest.json"
+        png_path = out_dir / f"{stamp}-loadtest.png"
+        report["files"] = {"json": json_path.name, "png": png_path.name}
+        json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        warmup_end = _warmup_end(run.history)
+        title = (
+            f"nba loadtest {stamp}: web {rate:g}/s offered, "
+            f"{'API workers ' + str(workers) if url is None else base_url}, "
+            f"{os.cpu_count()} CPUs (grey: warm-up)"
+        )
+        plot(run.history, png_path, title, warmup_end)
+        print_summary(report)
+        _step(f"wrote {json_path} and {png_path.name}")
+        client = report["client"]["all"]
+        ok = client["requests"] > 0 and client["failures"] == 0
+        return 0 if ok and not client["failures_during_warmup"] else 1
+    except KeyboardInterrupt:
+        _step("interrupted; stopping")
+        return 130
+    finally:
+        from nba.processes import stop
+
+        for child in reversed(children):
+            stop(child)
+        if in_main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _warmup_end(history: list[dict[str, str]]) -> float | None:
+    """When Locust's totals were reset (spawning complete), in seconds since its start."""
+    rows = [r for r in history if r.get("Name") == "Aggregated"]
+    if not rows:
+        return None
+    t0 = _float(rows[0]["Timestamp"])
+    last = -1.0
+    for row in rows:
+        total = _float(row.get("Total Request Count"))
+        if total < last:
+            return _float(row["Timestamp"]) - t0
+        last = total
+    return None
+
+
+def _configured_key() -> str | None:
+    from engine.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return None
+    if settings.api_keys:
+        return _pick_key(settings.api_keys)
+    path = settings.data_dir / "admin.key"
+    return path.read_text().strip() if path.exists() else None
