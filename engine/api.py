@@ -31,6 +31,7 @@ from engine.decisions import Decider, DecisionInput
 from engine.errors import BadRequest, NbaError, NotFound
 from engine.events import ClickstreamEvent, CrmEvent, describe, event_topic
 from engine.holders import LiveState
+from engine.limits import BodyLimit
 from engine.metrics import Metrics
 from engine.ports import CatalogueAdmin, EventSink, FeatureStore
 from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
@@ -58,6 +59,7 @@ class Services:
     keys: KeyRing
     catalogue_admin: CatalogueAdmin | None = None
     uplift_report: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None
+    stream_workers: Callable[[], Awaitable[dict[str, dict[str, float]]]] | None = None
     topic_prefix: str = "nba."
     metrics: Metrics = field(default_factory=Metrics)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -89,6 +91,7 @@ def create_app(services: Services) -> FastAPI:
         default_response_class=JSON,
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit)
     bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
     metrics = services.metrics
     topic = services.topic_prefix.__add__
@@ -333,6 +336,13 @@ def create_app(services: Services) -> FastAPI:
         metrics.model_info.labels(services.live.snapshot.scorer.version).set(1)
         spool = getattr(services.sink, "spool", None)
         metrics.spooled.set(spool.pending if spool is not None else 0)
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        body = metrics.render()
+        if services.stream_workers is not None:
+            try:
+                workers = await asyncio.wait_for(services.stream_workers(), 1.0)
+                body += metrics.streams(workers)
+            except Exception:  # the store is away: the API's own metrics still answer
+                pass
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -74,7 +74,7 @@ class CatalogueError(NbaError):
         return {
             "error": {
                 "code": self.code,
-                "field": first.split(":", 1)[0] if ":" in first else None,
+                "field": first.split(":", 1)[0] if ":" in first else "body",
                 "message": f"{len(self.problems)} problem(s): {self.message}",
                 "problems": [
                     {"source": p.source, "line": p.line, "message": p.message}

@@ -72,6 +72,33 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+    def streams(self, workers: dict[str, dict[str, float]]) -> bytes:
+        """The stream workers' figures (published to the store) in Prometheus text."""
+        lines = [
+            "# HELP nba_stream_events_applied_total Events applied to the store, per topic.",
+            "# TYPE nba_stream_events_applied_total counter",
+            "# HELP nba_stream_freshness_seconds Event time to feature stored, recent events.",
+            "# TYPE nba_stream_freshness_seconds gauge",
+            "# HELP nba_stream_consumer_lag Events not yet committed by the worker group.",
+            "# TYPE nba_stream_consumer_lag gauge",
+        ]
+        for worker, fields in sorted(workers.items()):
+            for key, value in sorted(fields.items()):
+                if "|" not in key:
+                    continue
+                topic, metric = key.split("|", 1)
+                labels = f'worker="{worker}",topic="{topic}"'
+                if metric == "applied":
+                    lines.append(f"nba_stream_events_applied_total{{{labels}}} {value}")
+                elif metric.startswith("freshness_p"):
+                    quantile = "0.5" if metric.endswith("50") else "0.99"
+                    lines.append(
+                        f'nba_stream_freshness_seconds{{{labels},quantile="{quantile}"}} {value}'
+                    )
+                elif metric == "lag":
+                    lines.append(f"nba_stream_consumer_lag{{{labels}}} {value}")
+        return ("\n".join(lines) + "\n").encode()
+
     def render(self) -> bytes:
         if self.multiprocess_dir:
             registry = CollectorRegistry()

@@ -86,6 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             endpoints.kafka_brokers,
             lambda: RedisFeatureStore.from_url(endpoints.redis_url),
             lambda: RedisImpactStore.from_url(endpoints.redis_url),
+            publish=publisher(endpoints.redis_url),
         )
         worker = Worker(app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True)
         try:
@@ -93,6 +94,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         except SystemExit as exit_:
             return int(exit_.code or 0)
     return 0
+
+
+def publisher(redis_url: str) -> Any:
+    """The worker publishes its figures to Redis, made in the worker's own event loop."""
+    from feature_store.ops_store import RedisOpsStore
+
+    state: dict[str, RedisOpsStore] = {}
+
+    async def publish(worker: str, fields: dict[str, float]) -> None:
+        if "ops" not in state:
+            state["ops"] = RedisOpsStore.from_url(redis_url)
+        await state["ops"].publish(worker, fields)
+
+    return publish
 
 
 def cmd_seed(args: argparse.Namespace) -> int:

@@ -566,14 +566,18 @@ def build_report(
 
 
 def machine_info() -> dict[str, Any]:
-    import locust
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        locust_version = version("locust")  # never import locust here: gevent patches on import
+    except PackageNotFoundError:
+        locust_version = "?"
     info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "locust": getattr(locust, "__version__", "?"),
+        "locust": locust_version,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ from engine.decisions import Decider, DecisionPolicy
 from engine.holders import LiveState
 from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.impact_store import Cell, RedisImpactStore
+from feature_store.ops_store import RedisOpsStore
 from feature_store.redis_store import RedisFeatureStore
 from models.onnx_model import load_current
 from models.registry import ModelRegistry
@@ -76,6 +77,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
             log.error("catalogue changes not loaded yet (%s); the watcher retries", exc)
 
     impact = RedisImpactStore.from_url(redis_url)
+    ops = RedisOpsStore.from_url(redis_url)
 
     async def uplift_report(kind: str) -> tuple[bytes, str]:
         report = build_report(arm_counts(await impact.cells(), live.catalogue))
@@ -92,10 +94,11 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         keys=KeyRing(keys),
         catalogue_admin=manager,
         uplift_report=uplift_report,
+        stream_workers=ops.workers,
         topic_prefix=settings.topic_prefix,
         on_start=[sink.start, initial_catalogue],
         background=[lambda: watch_models(registry, live), manager.watch],
-        on_close=[sink.close, store.close, catalogue_store.close, impact.close],
+        on_close=[sink.close, store.close, catalogue_store.close, impact.close, ops.close],
     )
     return services
 

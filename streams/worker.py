@@ -10,8 +10,12 @@ so a redelivered batch after a crash changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import faust
@@ -24,6 +28,8 @@ from engine.events import ClickstreamEvent, CrmEvent, ResponseEvent, describe
 from engine.ports import FeatureStore, ImpactStore
 from engine.writes import RESPONSE_OUTCOMES, EventWrites, ImpactResponse
 from streams.handlers import clickstream_writes, crm_writes, response_writes
+from streams.lag import consumer_lag
+from streams.stats import StreamStats
 
 log = logging.getLogger("nba.worker")
 E = TypeVar("E", bound=BaseModel)
@@ -71,6 +77,7 @@ class DecisionRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     decision_id: str
+    timestamp: datetime
     channel: str
     group: str
     fallback: bool = False
@@ -105,6 +112,7 @@ def create_worker_app(
     store_factory: Callable[[], FeatureStore],
     impact_factory: Callable[[], ImpactStore] | None = None,
     app_id: str = WORKER_GROUP,
+    publish: Callable[[str, dict[str, float]], Awaitable[None]] | None = None,
 ) -> faust.App:
     """A faust app with short group timeouts (the embedded broker joins in ~3 s)."""
     app = faust.App(
@@ -127,6 +135,9 @@ def create_worker_app(
     )
     dlq = app.topic(settings.topic("dlq"), value_serializer="raw", key_serializer="raw")
     state: dict[str, Any] = {}
+    stats = StreamStats()
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    topics = [settings.topic(t) for t in ("crm", "clickstream", "responses", "decisions")]
 
     def store() -> FeatureStore:
         if "store" not in state:
@@ -160,7 +171,10 @@ def create_worker_app(
                         await dead_letter(name, event.key, event.value, reason or "invalid")
                     else:
                         parsed_events.append(parsed)
-                yield await _until_stored(name, handle, parsed_events)
+                applied = await _until_stored(name, handle, parsed_events)
+                times = [e.timestamp.timestamp() for e in parsed_events]  # type: ignore[attr-defined]
+                stats.observe(name, times, applied)
+                yield applied
 
         app.agent(topic, name=f"nba-{name}")(process)
 
@@ -186,6 +200,19 @@ def create_worker_app(
         ]
         await counter.record_decisions(chosen)
         return len(records)
+
+    if publish is not None:
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def report() -> None:
+            with contextlib.suppress(Exception):
+                await publish(worker_id, stats.snapshot())
+
+        @app.timer(5.0)  # type: ignore[untyped-decorator]
+        async def measure_lag() -> None:
+            with contextlib.suppress(Exception):
+                lag = await consumer_lag(brokers, app_id, topics)
+                stats.lag = {t.removeprefix(settings.topic_prefix): n for t, n in lag.items()}
 
     agent_for("crm", CrmEvent, writes_of(crm_writes))
     agent_for("clickstream", ClickstreamEvent, writes_of(clickstream_writes))

@@ -279,3 +279,16 @@ def test_decision_response_has_the_contract_shape(running: Running) -> None:
     assert result["policy_version"].startswith("p-")
     assert result["took_ms"] > 0
     assert isinstance(result["excluded"], list)
+
+
+def test_stream_freshness_and_lag_are_on_metrics(running: Running) -> None:
+    customer = f"it-{uuid.uuid4().hex[:10]}"
+    produce(running.endpoints.kafka_brokers, "it.crm", customer, [profile_event(customer, age=22)])
+
+    def exported() -> str | None:
+        text = httpx.get(f"{running.base_url}/metrics", timeout=5).text
+        ok = "nba_stream_freshness_seconds{" in text and 'topic="crm"' in text
+        return text if ok and "nba_stream_consumer_lag{" in text else None
+
+    text = eventually(exported)
+    assert "nba_stream_events_applied_total{" in text
