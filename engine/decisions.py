@@ -268,7 +268,7 @@ class Decider:
         catalogue = snap.catalogue
         customer = state.features()
         idx = catalogue.candidates(request.channel, placement)
-        keep, passed = catalogue.screener.screen(idx, catalogue.views, customer, context, now)
+        keep, passed = catalogue.screener.screen(idx, customer, context, now)
         blocked = catalogue.contact.blocked(idx, request.channel, state.counters, now)
         for pos in blocked:
             keep[pos] = False
@@ -276,9 +276,7 @@ class Decider:
         if request.explain:
             for out in np.flatnonzero(~keep):
                 index = int(idx[out])
-                reason = blocked.get(int(out)) or catalogue.screener.reason(
-                    index, catalogue.views[index], passed, customer, context, now
-                )
+                reason = blocked.get(int(out)) or catalogue.screener.reason(index, now, passed)
                 excluded.append(
                     {"action_id": catalogue.actions[index].action.id, "excluded_by": reason}
                 )
@@ -298,7 +296,7 @@ class Decider:
             order = list(range(len(eligible)))
             self._rng.shuffle(order)
         else:
-            order = [int(i) for i in np.argsort(-priority, kind="stable")]
+            order = np.argsort(-priority, kind="stable").tolist()
         return Ranked(
             eligible,
             propensity,
@@ -462,15 +460,15 @@ class Decider:
         if ranked is not None and len(ranked.idx):
             n = len(ranked.idx)
             chosen = {a["action_id"] for a in response["actions"]}
-            ids = [snap.catalogue.actions[int(a)].action.id for a in ranked.idx]
+            ids = snap.catalogue.ids[ranked.idx].tolist()
             if response["group"] == "control":
                 p_chosen = np.full(n, min(1.0, request.limit / n))
             else:
                 p_chosen = np.array([1.0 if i in chosen else 0.0 for i in ids])
             candidates = {
                 "action_ids": ids,
-                "propensity": ranked.propensity,
-                "priority": ranked.priority,
+                "propensity": np.ascontiguousarray(ranked.propensity),
+                "priority": np.ascontiguousarray(ranked.priority),
                 "p_chosen": p_chosen,
             }
         record = {

@@ -59,6 +59,14 @@ class FeatureLayout:
                 self._match.append((col, spec.source, spec.key, str(spec.other)))
             else:
                 self._lookup.append((col, spec.key, str(spec.other)))
+        self._customer_numeric = [(c, k) for c, src, k in self._numeric if src == "customer"]
+        self._context_numeric = [(c, k) for c, src, k in self._numeric if src == "context"]
+        self._customer_onehot = [
+            (k, cols) for (src, k), cols in self._onehot.items() if src == "customer"
+        ]
+        self._context_onehot = [
+            (k, cols) for (src, k), cols in self._onehot.items() if src == "context"
+        ]
 
     def to_json(self) -> list[dict[str, Any]]:
         return [asdict(spec) for spec in self.specs]
@@ -80,17 +88,25 @@ class FeatureLayout:
         return row
 
     def request_row(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> np.ndarray:
-        row = np.zeros(self.width, dtype=np.float32)
-        sources = {"customer": customer, "context": context}
-        for col, source, key in self._numeric:
-            if source != "action":
-                row[col] = _number(sources[source].get(key))
-        for (source, key), columns in self._onehot.items():
-            if source != "action":
-                hit = columns.get(str(sources[source].get(key)))
+        row = [0.0] * self.width
+        for source, numeric, onehot in (
+            (customer, self._customer_numeric, self._customer_onehot),
+            (context, self._context_numeric, self._context_onehot),
+        ):
+            get = source.get
+            for col, key in numeric:
+                value = get(key)
+                if isinstance(value, int | float):  # bool too: True is 1.0
+                    row[col] = float(value)
+            for key, columns in onehot:
+                hit = columns.get(str(get(key)))
                 if hit is not None:
                     row[hit] = 1.0
-        return row
+        return np.asarray(row, dtype=np.float32)
+
+    def bind(self, actions: Sequence[Mapping[str, Any]]) -> BoundLayout:
+        """The action columns and cross-feature codes of a catalogue, computed once."""
+        return BoundLayout(self, actions)
 
     def encode(
         self,
@@ -167,3 +183,57 @@ class FeatureLayout:
                     name = f"customer.{prefix}<action.{other}>"
                     specs.append(FeatureSpec(name, "customer", prefix, "lookup", other=other))
         return cls(specs)
+
+
+class BoundLayout:
+    """A layout bound to a catalogue's actions: encoding a decision is the request row
+    broadcast over the candidates' precomputed rows, and each cross column looked up
+    per distinct action value (a handful) instead of per candidate."""
+
+    def __init__(self, layout: FeatureLayout, actions: Sequence[Mapping[str, Any]]) -> None:
+        self.layout = layout
+        self.rows = (
+            np.stack([layout.action_row(a) for a in actions])
+            if actions
+            else np.zeros((0, layout.width), dtype=np.float32)
+        )
+        self.crosses: list[tuple[str, int, Source, str, list[Any], np.ndarray]] = []
+        for col, source, key, other in layout._match:
+            values, codes = _codes([a.get(other) for a in actions])
+            self.crosses.append(("match", col, source, key, values, codes))
+        for col, prefix, other in layout._lookup:
+            values, codes = _codes([a.get(other) for a in actions])
+            keys = [f"{prefix}{v}" for v in values]
+            self.crosses.append(("lookup", col, "customer", prefix, keys, codes))
+
+    def encode(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], idx: np.ndarray
+    ) -> np.ndarray:
+        matrix: np.ndarray = self.rows[idx] + self.layout.request_row(customer, context)
+        sources = {"customer": customer, "context": context}
+        for kind, col, source, key, values, codes in self.crosses:
+            picked = codes[idx]
+            if kind == "match":
+                mine = sources[source].get(key)
+                if mine is not None:
+                    matrix[:, col] = np.asarray([mine == v for v in values], dtype=np.float32)[
+                        picked
+                    ]
+            else:
+                looked = np.asarray([_number(customer.get(k)) for k in values], dtype=np.float32)
+                matrix[:, col] = looked[picked]
+        return matrix
+
+
+def _codes(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:
+    """Distinct values and, per position, the index of its value."""
+    found: dict[Any, int] = {}
+    distinct: list[Any] = []
+    codes = []
+    for value in values:
+        key = value if isinstance(value, str | int | float | bool | None) else repr(value)
+        if key not in found:
+            found[key] = len(distinct)
+            distinct.append(value)
+        codes.append(found[key])
+    return distinct, np.asarray(codes, dtype=np.intp)

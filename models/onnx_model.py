@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from models.layout import FeatureLayout
+from models.layout import BoundLayout, FeatureLayout
 from models.registry import ModelRegistry
 
 
@@ -30,27 +30,22 @@ class OnnxModel:
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Positive-class probability per row."""
         (probabilities,) = self.session.run([self.output_name], {self.input_name: matrix})
-        return np.asarray(probabilities, dtype=np.float64)[:, 1]
+        return np.ascontiguousarray(np.asarray(probabilities, dtype=np.float64)[:, 1])
 
     def bind(self, actions: Sequence[Mapping[str, Any]]) -> BoundModel:
-        rows = (
-            np.stack([self.layout.action_row(a) for a in actions])
-            if actions
-            else np.zeros((0, self.layout.width), dtype=np.float32)
-        )
-        return BoundModel(self, list(actions), rows)
+        return BoundModel(self, list(actions), self.layout.bind(actions))
 
 
 class BoundModel:
     """A model with the action columns of one catalogue computed (the engine's Scorer)."""
 
     def __init__(
-        self, model: OnnxModel, actions: list[Mapping[str, Any]], action_rows: np.ndarray
+        self, model: OnnxModel, actions: list[Mapping[str, Any]], bound: BoundLayout
     ) -> None:
         self.model = model
         self.version = model.version
         self.actions = actions
-        self.action_rows = action_rows
+        self.bound = bound
 
     def score(
         self,
@@ -60,12 +55,7 @@ class BoundModel:
     ) -> np.ndarray:
         if not len(action_indices):
             return np.zeros(0)
-        matrix = self.model.layout.encode(
-            customer,
-            context,
-            [self.actions[i] for i in action_indices],
-            self.action_rows[action_indices],
-        )
+        matrix = self.bound.encode(customer, context, np.asarray(action_indices, dtype=np.intp))
         return self.model.predict(matrix)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.domain import Action, Arbitration
 from rules.expressions import Expression, compile_expression
+from rules.screening import signature
 
 EMPTY: Mapping[str, object] = {}
 
@@ -46,6 +47,23 @@ class CompiledArbitration:
         self.weights: list[tuple[Expression, float]] = [
             (compile_expression(w.when, source), w.weight) for w in config.context_weights
         ]
+        # candidates that agree on what a weight reads of the action agree on the weight:
+        # per weight, a code per action and one representative view per code
+        views = [a.rule_view() for a in actions]
+        self.codes: list[np.ndarray] = []
+        self.representatives: list[list[Mapping[str, Any]]] = []
+        for expression, _ in self.weights:
+            found: dict[Any, int] = {}
+            reps: list[Mapping[str, Any]] = []
+            codes = []
+            for index, view in enumerate(views):
+                key = signature(expression, view, index)
+                if key not in found:
+                    found[key] = len(reps)
+                    reps.append(view)
+                codes.append(found[key])
+            self.codes.append(np.asarray(codes, dtype=np.intp))
+            self.representatives.append(reps)
         self.diversity = config.diversity
 
     def priorities(
@@ -59,13 +77,17 @@ class CompiledArbitration:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The priority of each candidate and its context weight (for explanations)."""
         weight = np.ones(len(idx))
-        for expression, factor in self.weights:
+        for k, (expression, factor) in enumerate(self.weights):
             if "action" not in expression.roots:
                 if expression.test(customer, context, EMPTY, now):
                     weight *= factor
                 continue
-            hits = [expression.test(customer, context, views[a], now) for a in idx]
-            weight[np.asarray(hits, dtype=bool)] *= factor
+            codes = self.codes[k][idx]
+            reps = self.representatives[k]
+            results = np.zeros(len(reps), dtype=bool)
+            for code in np.unique(codes):
+                results[code] = expression.test(customer, context, reps[code], now)
+            weight[results[codes]] *= factor
         p = (
             propensity
             if self.config.propensity_power == 1.0

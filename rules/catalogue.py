@@ -56,6 +56,7 @@ class Catalogue:
     arbitrations: Mapping[tuple[str, str | None], CompiledArbitration] = field(repr=False)
     views: tuple[Mapping[str, Any], ...] = field(repr=False)
     by_id: Mapping[str, CompiledAction] = field(repr=False)
+    ids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=object))
 
     def channel_names(self) -> set[str]:
         return {channel for channel, _ in self.index} | set(self.settings.channels)
@@ -160,6 +161,7 @@ def build_catalogue(
         index={key: np.asarray(value, dtype=np.intp) for key, value in by_place.items()},
         screener=Screener(
             [c.checks for c in compiled],
+            [c.view for c in compiled],
             [c.action.valid_from.timestamp() if c.action.valid_from else None for c in compiled],
             [c.action.valid_to.timestamp() if c.action.valid_to else None for c in compiled],
         ),
@@ -167,6 +169,7 @@ def build_catalogue(
         arbitrations=arbitrations,
         views=tuple(c.view for c in compiled),
         by_id={c.action.id: c for c in compiled},
+        ids=np.array([c.action.id for c in compiled], dtype=object),
     )
 
 

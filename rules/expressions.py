@@ -415,6 +415,8 @@ class Expression:
     text: str
     roots: frozenset[str]
     _evaluator: Evaluator = field(repr=False, compare=False)
+    # the ``action`` paths it reads: candidates that agree on these agree on the rule
+    action_paths: tuple[tuple[str, ...], ...] = field(default=(), repr=False, compare=False)
 
     def evaluate(self, customer: Record, context: Record, action: Record, now: float) -> object:
         """The raw value, for callers that want more than yes or no."""
@@ -432,4 +434,15 @@ class Expression:
 def compile_expression(text: str, source: str = "<expr>") -> Expression:
     """Check and compile rule text once; raises RuleSyntaxError at the offending spot."""
     node = syntax.parse(text, source)
-    return Expression(text, _roots(node), _build(node, source))
+    return Expression(text, _roots(node), _build(node, source), _action_paths(node))
+
+
+def _action_paths(node: syntax.Node) -> tuple[tuple[str, ...], ...]:
+    found: set[tuple[str, ...]] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, syntax.Path) and current.root == "action":
+            found.add(current.keys)
+        stack.extend(syntax.children(current))
+    return tuple(sorted(found))

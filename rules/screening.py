@@ -1,16 +1,17 @@
 """Eligibility of many candidates at once, with partial evaluation.
 
 At load, each rule an action must pass is sorted by what it reads: ``action`` alone
-(settled at load, see :mod:`rules.catalogue`), ``customer``/``context``/``now`` only
-(a *request check*: evaluated once per decision, however many actions share it), or
-both (a *mixed check*: evaluated per candidate). Request checks become the columns of
-a boolean matrix, so screening 100 candidates is a few numpy operations plus the mixed
-checks of the candidates still standing.
+(settled at load, see :mod:`rules.catalogue`), or the request too. Every rule that needs
+the request becomes a *column*: a request-only rule is one column however many actions
+share it; a rule that also reads the action is one column per distinct value of the
+action attributes it reads (``action.category == context.page_category`` over 100
+actions in 6 categories is 6 columns). A decision evaluates only the columns its
+candidates need, once each, and screens all candidates with one boolean-matrix step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,87 +30,89 @@ class Check:
     expression: Expression
 
 
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value  # type: ignore[no-any-return]
+
+
+def signature(expression: Expression, view: Mapping[str, Any], index: int) -> Hashable:
+    """What of the action a rule reads; candidates with equal signatures get equal results."""
+    if "action" not in expression.roots:
+        return ()
+    values: list[Hashable] = []
+    for keys in expression.action_paths:
+        if not keys:  # the whole record: only this action has this signature
+            return ("#", index)
+        value: Any = view
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        values.append(_hashable(value))
+    return tuple(values)
+
+
 class Screener:
     def __init__(
         self,
         checks: Sequence[Sequence[Check]],
+        views: Sequence[Mapping[str, Any]],
         valid_from: Sequence[float | None],
         valid_to: Sequence[float | None],
     ) -> None:
         """``checks[i]``: the ordered checks of action ``i`` that need the request."""
-        self.request_checks: list[Expression] = []
-        by_text: dict[str, int] = {}
-        self.mixed: list[tuple[Check, ...]] = []
-        self.order: list[tuple[tuple[str, int, Check], ...]] = []
-        columns: list[list[int]] = []
-        for action_checks in checks:
+        self.columns: list[tuple[Expression, Mapping[str, Any]]] = []
+        by_key: dict[tuple[str, Hashable], int] = {}
+        self.order: list[tuple[tuple[str, int], ...]] = []
+        rows: list[list[int]] = []
+        for index, (action_checks, view) in enumerate(zip(checks, views, strict=True)):
             cols: list[int] = []
-            mixed: list[Check] = []
-            order: list[tuple[str, int, Check]] = []
+            order: list[tuple[str, int]] = []
             for check in action_checks:
-                if "action" in check.expression.roots:
-                    mixed.append(check)
-                    order.append((check.name, -1, check))
-                    continue
-                col = by_text.get(check.expression.text)
+                key = (check.expression.text, signature(check.expression, view, index))
+                col = by_key.get(key)
                 if col is None:
-                    col = by_text[check.expression.text] = len(self.request_checks)
-                    self.request_checks.append(check.expression)
+                    col = by_key[key] = len(self.columns)
+                    self.columns.append((check.expression, view))
                 cols.append(col)
-                order.append((check.name, col, check))
-            columns.append(cols)
-            self.mixed.append(tuple(mixed))
+                order.append((check.name, col))
+            rows.append(cols)
             self.order.append(tuple(order))
-        self.requires = np.zeros((len(checks), len(self.request_checks)), dtype=bool)
-        for row, cols in enumerate(columns):
+        self.requires = np.zeros((len(checks), len(self.columns)), dtype=bool)
+        for row, cols in enumerate(rows):
             self.requires[row, cols] = True
         self.valid_from = np.array([-np.inf if t is None else t for t in valid_from], dtype=float)
         self.valid_to = np.array([np.inf if t is None else t for t in valid_to], dtype=float)
-        self.has_mixed = np.array([bool(m) for m in self.mixed], dtype=bool)
 
     def screen(
         self,
         idx: np.ndarray,
-        views: Sequence[Mapping[str, Any]],
         customer: Mapping[str, Any],
         context: Mapping[str, Any],
         now: float,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A keep-mask over ``idx``, and the request checks' results (for explanations)."""
+        """A keep-mask over ``idx``, and each column's result (for explanations)."""
         keep = (self.valid_from[idx] <= now) & (now <= self.valid_to[idx])
-        passed = np.fromiter(
-            (e.test(customer, context, EMPTY, now) for e in self.request_checks),
-            dtype=bool,
-            count=len(self.request_checks),
-        )
+        passed = np.ones(len(self.columns), dtype=bool)
+        if not self.columns or not len(idx):
+            return keep, passed
+        block = self.requires[idx]
+        for col in np.flatnonzero(block.any(axis=0)):
+            expression, view = self.columns[col]
+            passed[col] = expression.test(customer, context, view, now)
         if not passed.all():
-            keep &= ~self.requires[np.ix_(idx, ~passed)].any(axis=1)
-        for pos in np.flatnonzero(keep & self.has_mixed[idx]):
-            action = int(idx[pos])
-            view = views[action]
-            for check in self.mixed[action]:
-                if not check.expression.test(customer, context, view, now):
-                    keep[pos] = False
-                    break
+            keep &= ~block[:, ~passed].any(axis=1)
         return keep, passed
 
-    def reason(
-        self,
-        action: int,
-        view: Mapping[str, Any],
-        passed: np.ndarray,
-        customer: Mapping[str, Any],
-        context: Mapping[str, Any],
-        now: float,
-    ) -> str | None:
+    def reason(self, action: int, now: float, passed: np.ndarray) -> str | None:
         """The first rule that excludes ``action``, in the order they are declared."""
         if not self.valid_from[action] <= now <= self.valid_to[action]:
             return "validity_window"
-        for name, col, check in self.order[action]:
-            ok = passed[col] if col >= 0 else check.expression.test(customer, context, view, now)
-            if not ok:
+        for name, col in self.order[action]:
+            if not passed[col]:
                 return name
         return None
 
     def names(self, action: int) -> list[str]:
-        return [name for name, _, _ in self.order[action]]
+        return [name for name, _ in self.order[action]]

@@ -1,0 +1,221 @@
+"""Decision and feature-read costs on this machine (issues: decision engine, feature store).
+
+Run: ``.venv/bin/python -m pytest benchmarks -m benchmark -q`` — writes
+``benchmarks/results/<time>-bench.json`` and a PNG beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.conftest import record, timed
+from engine.decisions import Decider, DecisionInput, DecisionPolicy, Selection
+from engine.embedded import StackEndpoints
+from engine.events import ClickstreamEvent, CrmEvent
+from engine.holders import LiveState
+from feature_store.redis_store import RedisFeatureStore
+from models.onnx_model import load_current
+from models.registry import ModelRegistry
+from models.training import TrainingSet, train_model
+from rules.catalogue import load_catalogue
+from streams.handlers import clickstream_writes, crm_writes
+
+pytestmark = pytest.mark.benchmark
+CATEGORIES = ("shoes", "bags", "electronics", "home", "sports", "beauty")
+RULE_TEXTS = [  # 26 distinct eligibility rules; with the 4 global rules: 30
+    "customer.age >= {n}",
+    "customer.tenure_months >= {n}",
+    "customer.views_1h_{cat} >= 0 or customer.value_class == 'A'",
+    "context.device != 'tv' and customer.age < {m}",
+    "action.category == context.page_category or customer.orders >= {k}",
+    "customer.segment in ['family', 'young_urban', 'senior', 'business']",
+    "customer.region is not null or customer.age > {n}",
+    "days_since(customer.last_seen) < 400 or customer.last_seen is null",
+]
+GLOBAL_RULES = """\
+rule: consent
+applies_to: action.kind != "activity"
+require: customer.consent_marketing == true
+---
+rule: complaint
+require: not (customer.open_complaint == true)
+---
+rule: adults
+applies_to: action.kind == "offer"
+require: customer.age >= 18
+---
+rule: premium
+applies_to: action.price_band == "high"
+require: customer.value_class != "C" or context.page_category == action.category
+"""
+
+
+def catalogue_of_100(folder: Path) -> Path:
+    docs = []
+    rng = random.Random(5)
+    rules = [
+        t.format(n=rng.randint(0, 30), m=rng.randint(60, 90), k=rng.randint(0, 3), cat=c)
+        for t in RULE_TEXTS
+        for c in CATEGORIES[:3]
+    ][:26]
+    for i in range(100):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        kind = ("offer", "banner", "offer", "activity")[i % 4]
+        docs.append(
+            f"id: a-{i:03d}\nkind: {kind}\nname: Action {i}\nchannels: [web]\n"
+            f"placements: [home_hero]\nvalue: {5 + i % 40}\nlever: {1 + (i % 3) / 10}\n"
+            f"attributes: {{category: {category}, price_band: {('low', 'mid', 'high')[i % 3]}}}\n"
+            f'eligibility: "{rules[i % len(rules)]}"\n'
+        )
+    (folder / "actions.yaml").write_text("---\n".join(docs))
+    (folder / "rules.yaml").write_text(GLOBAL_RULES)
+    return folder
+
+
+def customer_features(rng: random.Random) -> dict[str, Any]:
+    features: dict[str, Any] = {
+        "age": rng.randint(18, 80), "segment": rng.choice(["family", "senior", "business"]),
+        "value_class": rng.choice("ABC"), "tenure_months": rng.randint(0, 100),
+        "consent_marketing": True, "consent_email": True, "open_complaint": False,
+        "orders": rng.randint(0, 20), "region": rng.choice(["north", "south"]),
+        "churn_risk": rng.random(), "clv": rng.random() * 1000, "last_seen": time.time() - 60,
+    }
+    for window in ("5m", "1h", "24h", "7d"):
+        for kind in ("page_view", "product_view", "add_to_cart", "search", "purchase"):
+            features[f"{kind}_{window}"] = float(rng.randint(0, 5))
+        for category in CATEGORIES:
+            features[f"views_{window}_{category}"] = float(rng.randint(0, 5))
+    return features
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Decider:
+    folder = catalogue_of_100(tmp_path_factory.mktemp("catalogue"))
+    catalogue = load_catalogue(folder)
+    rng = random.Random(3)
+    data = TrainingSet()
+    for i in range(6000):
+        customer = customer_features(rng)
+        context = {"page_category": rng.choice(CATEGORIES), "device": "mobile",
+                   "channel": "web", "placement": "home_hero"}
+        item = catalogue.actions[rng.randrange(len(catalogue.actions))]
+        favourite = customer["views_1h_shoes"] > 2
+        p = 0.02 + 0.1 * (item.view.get("category") == context["page_category"]) + 0.05 * favourite
+        data.add(customer, context, item.view, int(rng.random() < p), float(i))
+    registry = ModelRegistry(tmp_path_factory.mktemp("models"))
+    train_model(data, registry, candidates=("gbm",), source="benchmark")
+    live = LiveState(catalogue, load_current(registry))
+
+    class Discard:
+        async def send(self, topic: str, key: str, value: bytes) -> None: ...
+        def send_nowait(self, topic: str, key: str, value: bytes) -> None: ...
+        async def close(self) -> None: ...
+
+    return Decider(None, live, Discard(), DecisionPolicy(control_share=0.0))  # type: ignore[arg-type]
+
+
+def in_process(engine: Decider, explain: bool) -> Iterator[None]:
+    """Everything a decision does but the store read: rules, one ONNX call, arbitration,
+    response, and the decision log record serialised."""
+    from engine.domain import CustomerState
+
+    rng = random.Random(9)
+    states = [CustomerState(f"c{i}", profile=customer_features(rng), known=True) for i in range(50)]
+    snap = engine.live.snapshot
+    now = time.time()
+    i = 0
+    while True:
+        state = states[i % len(states)]
+        i += 1
+        request = DecisionInput(state.customer_id, "web", "home_hero",
+                                {"page_category": "shoes", "device": "mobile"}, 3, explain)
+        context = {**request.context, "channel": "web", "placement": "home_hero"}
+        ranked = engine.rank(snap, request, "home_hero", state, context, now)
+        selection = Selection(snap.catalogue, request, ranked)
+        selection.next_ask()
+        response = engine.respond(snap, request, "home_hero", state, ranked, selection.chosen, now)
+        engine._log(snap, response, ranked, request, context, state, now)
+        yield None
+
+
+def test_decision_in_process_100_candidates(engine: Decider) -> None:
+    steps = in_process(engine, explain=False)
+    plain = timed(lambda: next(steps), rounds=5000)
+    steps_explained = in_process(engine, explain=True)
+    explained = timed(lambda: next(steps_explained), rounds=5000)
+    a = record("decision_in_process_100c_30r_gbm100", plain, target_p50_us=200, target_p99_us=600)
+    b = record("decision_in_process_explain", explained)
+    b["ratio_to_plain_p50"] = b["p50_us"] / a["p50_us"]
+    print(a, b)
+    n_candidates = len(engine.live.snapshot.catalogue.candidates("web", "home_hero"))
+    assert n_candidates == 100
+    assert b["ratio_to_plain_p50"] < 4  # loose guard; the figure is the result
+
+
+@pytest.fixture(scope="module")
+def loaded_store(stack: StackEndpoints) -> Iterator[tuple[RedisFeatureStore, str]]:
+    """A customer with ~60 features across the views, written through the stream handlers."""
+    customer = f"bench-{uuid.uuid4().hex[:8]}"
+
+    async def load() -> RedisFeatureStore:
+        store = RedisFeatureStore.from_url(stack.redis_url)
+        now = datetime.now(UTC)
+        attrs = {k: v for k, v in customer_features(random.Random(1)).items()
+                 if "_" not in k or k in ("value_class", "tenure_months", "consent_marketing",
+                                          "consent_email", "open_complaint", "last_seen")}
+        writes = [crm_writes(CrmEvent(event_id="p", customer_id=customer, type="profile",
+                                      attributes=attrs, timestamp=now))]
+        for i in range(60):
+            kind = ("page_view", "product_view", "add_to_cart", "search", "purchase")[i % 5]
+            writes.append(clickstream_writes(ClickstreamEvent(
+                event_id=f"e{i}", customer_id=customer, type=kind,
+                category=CATEGORIES[i % len(CATEGORIES)], timestamp=now)))
+        await store.apply(writes)
+        return store
+
+    store = asyncio.run(load())
+    yield store, customer
+
+
+def test_feature_read_full_vector(loaded_store: tuple[RedisFeatureStore, str]) -> None:
+    store, customer = loaded_store
+
+    async def run() -> tuple[list[float], int]:
+        fresh = RedisFeatureStore.from_url(store.client.connection_pool.connection_kwargs and
+                                           _url(store))
+        state = await fresh.fetch(customer)
+        width = len(state.features())
+        samples = []
+        for _ in range(300):
+            await fresh.fetch(customer)
+        for _ in range(5000):
+            started = time.perf_counter()
+            await fresh.fetch(customer)
+            samples.append(time.perf_counter() - started)
+        await fresh.close()
+        return samples, width
+
+    try:
+        import uvloop
+
+        samples, width = uvloop.run(run())
+    except ImportError:  # pragma: no cover
+        samples, width = asyncio.run(run())
+    figures = record("feature_read_full_vector_redis", samples, features=width,
+                     target_p50_us=100, target_p99_us=400)
+    print(figures)
+    assert width >= 55
+
+
+def _url(store: RedisFeatureStore) -> str:
+    kwargs = store.client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/0"
