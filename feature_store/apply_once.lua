@@ -30,39 +30,39 @@ while i <= #ARGV do
     redis.call('HSET', key, ARGV[i + 2], cjson.encode(times))
   elseif op == 'window' then
     -- value: "<time>;<width>,<width>,...;<slots>"; field value: "w" then, per window,
-    -- the newest bucket's index and <slots> counts, newest first (see windows.py)
+    -- the newest bucket's index and <slots> counts, newest first, as little-endian
+    -- 32-bit integers (see windows.py)
     local at, widths, slots = string.match(ARGV[i + 3], '^([^;]+);([^;]+);([^;]+)$')
     at = tonumber(at)
     slots = tonumber(slots)
     local width = {}
     for w in string.gmatch(widths, '[^,]+') do table.insert(width, tonumber(w)) end
-    local old = {}
+    local fmt = '<' .. string.rep('i4', #width * (slots + 1))
     local raw = redis.call('HGET', key, ARGV[i + 2])
-    if raw then
-      for n in string.gmatch(string.sub(raw, 2), '[^,]+') do table.insert(old, tonumber(n)) end
+    local old = nil
+    if raw and string.len(raw) == 1 + 4 * #width * (slots + 1) then
+      old = {struct.unpack(fmt, raw, 2)}
     end
     local out = {}
     for k = 1, #width do
       local base = (k - 1) * (slots + 1)
       local idx = math.floor(at / width[k])
-      local head = old[base + 1] or idx
+      local head = old and old[base + 1] or idx
       local counts = {}
-      for j = 1, slots do counts[j] = old[base + 1 + j] or 0 end
+      for j = 1, slots do counts[j] = old and old[base + 1 + j] or 0 end
       if idx > head then
-        local shifted = {}
-        for j = 1, slots do
-          local src = j - (idx - head)
-          shifted[j] = (src >= 1) and counts[src] or 0
+        local shift = idx - head
+        for j = slots, 1, -1 do
+          counts[j] = (j - shift >= 1) and counts[j - shift] or 0
         end
-        counts = shifted
         head = idx
       end
       local pos = head - idx + 1
       if pos >= 1 and pos <= slots then counts[pos] = counts[pos] + 1 end
-      table.insert(out, string.format('%d', head))
-      for j = 1, slots do table.insert(out, string.format('%d', counts[j])) end
+      out[#out + 1] = head
+      for j = 1, slots do out[#out + 1] = counts[j] end
     end
-    redis.call('HSET', key, ARGV[i + 2], 'w' .. table.concat(out, ','))
+    redis.call('HSET', key, ARGV[i + 2], 'w' .. struct.pack(fmt, unpack(out)))
   elseif op == 'session' then
     local at, gap = string.match(ARGV[i + 3], '^([^;]+);([^;]+)$')
     local last = tonumber(redis.call('HGET', key, 'last_seen') or '')

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.typing import EncodableT
 
 from engine.writes import RESPONSE_OUTCOMES, ImpactResponse
+from feature_store.connect import Call, Client, LazyRedis, Script
 
-IMPACT = resources.files("feature_store").joinpath("impact.lua").read_text()
+IMPACT = Script(resources.files("feature_store").joinpath("impact.lua").read_text())
 MARKER_TTL_S = 30 * 86400
 
 
@@ -36,15 +36,14 @@ class Cell:
 
 
 class RedisImpactStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "nba:") -> None:
-        self.client = client
+    def __init__(self, client: Client | LazyRedis, prefix: str = "nba:") -> None:
+        self.redis = client if isinstance(client, LazyRedis) else LazyRedis.of(client)
         self.counts_key = f"{prefix}{{impact}}:counts"
         self.marker_prefix = f"{prefix}{{impact}}:seen:"
-        self._sha: str | None = None
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "nba:") -> RedisImpactStore:
-        return cls(aioredis.from_url(url, decode_responses=False, socket_timeout=5.0), prefix)
+        return cls(LazyRedis(url, decode_responses=False, socket_timeout=5.0), prefix)
 
     async def record_decisions(self, chosen: Sequence[tuple[str, str, str]]) -> None:
         """(action, channel, group) of every action a decision chose."""
@@ -54,7 +53,7 @@ class RedisImpactStore:
         for action, channel, group in chosen:
             field = f"{action}|{channel}|{group}|decisions"
             totals[field] = totals.get(field, 0) + 1
-        pipe = self.client.pipeline(transaction=False)
+        pipe = (await self.redis()).pipeline(transaction=False)
         for field, amount in totals.items():
             pipe.hincrby(self.counts_key, field, amount)
         await pipe.execute()
@@ -64,28 +63,22 @@ class RedisImpactStore:
         per event id, so a batch retried after a failure counts nothing twice."""
         if not responses:
             return []
-        if self._sha is None:
-            self._sha = str(await self.client.script_load(IMPACT))
-        pipe = self.client.pipeline(transaction=False)
+        calls: list[Call] = []
         for r in responses:
             base = f"{r.action_id}|{r.channel}|{r.group}"
             marker = f"{self.marker_prefix}{r.decision_id}|{r.action_id}"
-            args: list[str | int] = [
+            args: list[EncodableT] = [
                 MARKER_TTL_S,
                 r.outcome,
                 base,
                 repr(float(r.value)),
                 r.event_id,
             ]
-            pipe.evalsha(self._sha, 2, self.counts_key, marker, *args)
-        try:
-            return [bool(x) for x in await pipe.execute()]
-        except NoScriptError:
-            self._sha = None
-            return await self.record_responses(responses)
+            calls.append(([self.counts_key, marker], args))
+        return [bool(x) for x in await IMPACT.run_many(await self.redis(), calls)]
 
     async def cells(self) -> list[Cell]:
-        raw = await self.client.hgetall(self.counts_key)
+        raw = await (await self.redis()).hgetall(self.counts_key)
         found: dict[tuple[str, str, str], dict[str, float]] = {}
         for key, value in raw.items():
             text = key.decode() if isinstance(key, bytes) else str(key)
@@ -105,4 +98,4 @@ class RedisImpactStore:
         ]
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.redis.aclose()

@@ -1,36 +1,55 @@
 """Where stream workers publish their figures, so the API's ``/metrics`` can export
-them (workers run no web server). One hash per worker, expiring if it stops."""
+them (workers run no web server). One hash per worker, expiring if it stops; the keys
+share the ``{ops}`` hash tag. Publishing is one Lua call (replace and expire at once),
+on a single server and on a Redis Cluster alike."""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from feature_store.connect import Client, LazyRedis, Script
 
 TTL_S = 30
+# KEYS: the worker's hash; ARGV: TTL in seconds, then field, value, field, value, ...
+PUBLISH = Script(
+    """
+redis.call('DEL', KEYS[1])
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return 1
+"""
+)
 
 
 class RedisOpsStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "nba:") -> None:
-        self.client = client
+    def __init__(self, client: Client | LazyRedis, prefix: str = "nba:") -> None:
+        self.redis = client if isinstance(client, LazyRedis) else LazyRedis.of(client)
         self.prefix = f"{prefix}{{ops}}:worker:"
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "nba:") -> RedisOpsStore:
-        return cls(aioredis.from_url(url, decode_responses=True, socket_timeout=2.0), prefix)
+        return cls(LazyRedis(url, decode_responses=True, socket_timeout=2.0), prefix)
 
     async def publish(self, worker: str, fields: dict[str, float]) -> None:
-        key = self.prefix + worker
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping={k: repr(float(v)) for k, v in fields.items()})
-        pipe.expire(key, TTL_S)
-        await pipe.execute()
+        args: list[str | int] = [TTL_S]
+        for name, value in fields.items():
+            args += [name, repr(float(value))]
+        await PUBLISH.run(await self.redis(), [self.prefix + worker], args)
 
     async def workers(self) -> dict[str, dict[str, float]]:
+        """Every worker's figures; on a cluster every master is scanned."""
+        client = await self.redis()
+        keys = [str(key) async for key in client.scan_iter(match=self.prefix + "*", count=100)]
+        if not keys:
+            return {}
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
         out: dict[str, dict[str, float]] = {}
-        async for key in self.client.scan_iter(match=self.prefix + "*", count=100):
-            raw = await self.client.hgetall(key)
-            out[str(key)[len(self.prefix) :]] = {str(k): float(v) for k, v in raw.items()}
+        for key, raw in zip(keys, await pipe.execute(), strict=True):
+            if raw:  # not expired between the scan and the read
+                out[key[len(self.prefix) :]] = {str(k): float(v) for k, v in raw.items()}
         return out
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.redis.aclose()

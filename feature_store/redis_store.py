@@ -4,7 +4,8 @@ Layout (prefix ``nba:``): ``nba:{<customer>}:profile`` and ``:behaviour`` hold
 JSON-encoded fields, ``:counters`` numeric fields, ``:history`` a bounded list of JSON
 records, ``:seen:<event id>`` the idempotency markers. The hash tag keeps one
 customer in one Redis Cluster slot, so one pipelined round trip reads all views and
-one Lua call applies one event's writes atomically.
+one Lua call applies one event's writes atomically. The same code runs on a single
+server and on a cluster (see :mod:`feature_store.connect`).
 """
 
 from __future__ import annotations
@@ -15,33 +16,37 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.asyncio.cluster import RedisCluster
 
 from engine.domain import MAX_STAMPS, CustomerState
 from engine.features import FeatureConfig, load_features
 from engine.ports import Reservation
 from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount
+from feature_store.connect import Client, LazyRedis, Script, scan_slot
 from feature_store.decoding import ViewDecoder
 
 VIEWS = ("profile", "behaviour", "counters", "history")
 _VIEW_INDEX = {view: i + 2 for i, view in enumerate(VIEWS)}  # KEYS[1] is the marker
 SCRIPTS = resources.files("feature_store")
-APPLY_ONCE = SCRIPTS.joinpath("apply_once.lua").read_text()
-RESERVE = SCRIPTS.joinpath("reserve.lua").read_text()
+APPLY_ONCE = Script(SCRIPTS.joinpath("apply_once.lua").read_text())
+RESERVE = Script(SCRIPTS.joinpath("reserve.lua").read_text())
 
 
 class RedisFeatureStore:
-    """Async store on redis-py with hiredis; no sync twin (STYLE 3)."""
+    """Async store on redis-py with hiredis; no sync twin (STYLE 3).
+
+    ``client`` is a connected client, or a :class:`LazyRedis` that finds out on first use
+    whether the URL is a single server or a cluster.
+    """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client | LazyRedis,
         prefix: str = "nba:",
         dedupe_ttl_s: int = 7 * 86400,
         features: FeatureConfig | None = None,
     ) -> None:
-        self.client = client
+        self.redis = client if isinstance(client, LazyRedis) else LazyRedis.of(client)
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.features = features or load_features()
@@ -51,12 +56,15 @@ class RedisFeatureStore:
             str(int(v.ttl_days * 86400))
             for v in (views.profile, views.behaviour, views.contacts, views.contacts)
         )
-        self._shas: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisFeatureStore:
-        client = aioredis.from_url(url, decode_responses=False, socket_timeout=5.0)
-        return cls(client, **kwargs)
+        return cls(LazyRedis(url, decode_responses=False, socket_timeout=5.0), **kwargs)
+
+    @property
+    def client(self) -> Client:
+        """The client, once the first call connected it."""
+        return self.redis.client
 
     def key(self, customer_id: str, view: str) -> str:
         return f"{self.prefix}{{{customer_id}}}:{view}"
@@ -67,7 +75,7 @@ class RedisFeatureStore:
     async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
         if not customer_ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
+        pipe = (await self.redis()).pipeline(transaction=False)
         for customer_id in customer_ids:
             pipe.hgetall(self.key(customer_id, "profile"))
             pipe.hgetall(self.key(customer_id, "behaviour"))
@@ -84,32 +92,17 @@ class RedisFeatureStore:
     ) -> list[bool]:
         if not asks:
             return []
-        sha = await self._sha(RESERVE)
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id, reservations, now in asks:
-            pipe.evalsha(
-                sha, 1, self.key(customer_id, "counters"), *_reserve_args(reservations, now)
-            )
-        try:
-            return [bool(r) for r in await pipe.execute()]
-        except NoScriptError:
-            self._shas.clear()
-            return await self.reserve_many(asks)
+        calls = [
+            ([self.key(customer_id, "counters")], _reserve_args(reservations, now))
+            for customer_id, reservations, now in asks
+        ]
+        return [bool(r) for r in await RESERVE.run_many(await self.redis(), calls)]
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         if not batch:
             return []
-        sha = await self._sha(APPLY_ONCE)
-        pipe = self.client.pipeline(transaction=False)
-        for event in batch:
-            keys, args = self._script_call(event)
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        try:
-            results = await pipe.execute()
-        except NoScriptError:  # the server restarted or flushed its scripts
-            self._shas.clear()
-            return await self.apply(batch)
-        return [bool(r) for r in results]
+        calls = [self._script_call(event) for event in batch]
+        return [bool(r) for r in await APPLY_ONCE.run_many(await self.redis(), calls)]
 
     def _script_call(self, event: EventWrites) -> tuple[list[str], list[str | float]]:
         cid = event.customer_id
@@ -132,32 +125,33 @@ class RedisFeatureStore:
                 args += ["session", index, write.field, f"{write.at!r};{write.gap_s!r}"]
         return keys, args
 
-    async def _sha(self, script: str) -> str:
-        if script not in self._shas:
-            self._shas[script] = str(await self.client.script_load(script))
-        return self._shas[script]
-
     async def reserve(
         self, customer_id: str, reservations: Sequence[Reservation], now: float
     ) -> bool:
         return (await self.reserve_many([(customer_id, reservations, now)]))[0]
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        raw = await self.client.lrange(self.key(customer_id, "history"), 0, limit - 1)
+        raw = await (await self.redis()).lrange(self.key(customer_id, "history"), 0, limit - 1)
         return [orjson.loads(item) for item in raw]
 
     async def erase(self, customer_id: str) -> int:
+        """Delete every key of the customer (on a cluster: scan the master of its slot)."""
+        client = await self.redis()
         pattern = f"{self.prefix}{{{_glob_escape(customer_id)}}}:*"
-        keys = [key async for key in self.client.scan_iter(match=pattern, count=500)]
+        keys = await scan_slot(client, self.key(customer_id, "profile"), pattern)
         if not keys:
             return 0
-        return int(await self.client.delete(*keys))
+        return int(await client.delete(*keys))
 
     async def ping(self) -> bool:
-        return bool(await self.client.ping())
+        """Every master answers (one, on a single server)."""
+        client = await self.redis()
+        if isinstance(client, RedisCluster):
+            return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+        return bool(await client.ping())
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.redis.aclose()
 
 
 def _reserve_args(reservations: Sequence[Reservation], now: float) -> list[str | float]:

@@ -13,11 +13,14 @@ bucket). The error is therefore at most the count of one bucket, ``1/buckets`` o
 window's span (with 6 buckets: 50 s of a 5 min window, 10 min of an hour, 4 h of a day,
 28 h of a week). Events that arrive later than the oldest kept bucket are dropped.
 
-All counters of a customer are decoded together with numpy in a few microseconds.
+Stored as ``w`` then little-endian 32-bit integers, so the store's Lua script packs and
+unpacks them with one ``struct`` call and all counters of a customer decode together
+with one numpy call.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,8 +36,10 @@ def decode(
     slots = buckets + 1
     if not values:
         return np.zeros((0, windows))
-    numbers = np.array(b",".join(v[1:] for v in values).split(b","), dtype=np.float64).reshape(
-        len(values), windows, slots + 1
+    numbers = (
+        np.frombuffer(b"".join(v[1:] for v in values), dtype="<i4")
+        .astype(np.float64)
+        .reshape(len(values), windows, slots + 1)
     )
     width = np.asarray(widths, dtype=np.float64)
     current = np.floor(now / width)
@@ -58,7 +63,8 @@ def update(raw: bytes | None, at: float, layout: str) -> bytes:
     width_text, slots_text = layout.split(";")
     widths = [float(w) for w in width_text.split(",")]
     slots = int(slots_text)
-    old = [int(float(n)) for n in raw[1:].split(b",")] if raw else []
+    size = len(widths) * (slots + 1)
+    old = list(struct.unpack(f"<{size}i", raw[1:])) if raw and len(raw) == 1 + 4 * size else []
     out: list[int] = []
     for k, width in enumerate(widths):
         base = k * (slots + 1)
@@ -73,4 +79,4 @@ def update(raw: bytes | None, at: float, layout: str) -> bytes:
         if 0 <= pos < slots:
             counts[pos] += 1
         out += [head, *counts]
-    return PREFIX + ",".join(str(n) for n in out).encode()
+    return PREFIX + struct.pack(f"<{len(out)}i", *out)

@@ -30,11 +30,12 @@ from engine.writes import RESPONSE_OUTCOMES, EventWrites, ImpactResponse
 from streams.handlers import clickstream_writes, crm_writes, response_writes
 from streams.lag import consumer_lag
 from streams.stats import StreamStats
+from streams.transport import WorkerApp
 
 log = logging.getLogger("nba.worker")
 E = TypeVar("E", bound=BaseModel)
 BATCH_SIZE = 500
-BATCH_WITHIN_S = 0.05
+BATCH_WITHIN_S = 0.01
 MAX_EVENT_BYTES = 256 * 1024
 WORKER_GROUP = "nba-worker"
 
@@ -115,7 +116,7 @@ def create_worker_app(
     publish: Callable[[str, dict[str, float]], Awaitable[None]] | None = None,
 ) -> faust.App:
     """A faust app with short group timeouts (the embedded broker joins in ~3 s)."""
-    app = faust.App(
+    app = WorkerApp(
         app_id,
         broker=",".join(f"kafka://{b}" for b in brokers.split(",")),
         value_serializer="raw",

@@ -1,4 +1,5 @@
-"""One contract suite, run against every FeatureStore backend."""
+"""One contract suite, run against every FeatureStore backend: in memory, a single Redis
+and a local three-master Redis Cluster (the same URL-based ``from_url``)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,40 @@ import pytest
 
 from engine.embedded import StackEndpoints
 from engine.ports import FeatureStore
-from engine.writes import Append, EventWrites, Increment, Put, Stamp
+from engine.writes import Append, EventWrites, Increment, Put, Stamp, WindowCount
 from feature_store.memory_store import MemoryFeatureStore
 from feature_store.redis_store import RedisFeatureStore
 from rules.contact import Reservation
+from tests.cluster.cluster import local_cluster
+
+REDIS_BACKENDS = [
+    pytest.param("redis", marks=pytest.mark.integration),
+    pytest.param("cluster", marks=pytest.mark.integration),
+]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "cluster":
+        return local_cluster(request).url
+    endpoints: StackEndpoints = request.getfixturevalue("stack")
+    return endpoints.redis_url
+
+
+@pytest.fixture(params=["memory", *REDIS_BACKENDS])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[FeatureStore]:
     if request.param == "memory":
         yield MemoryFeatureStore()
         return
-    endpoints: StackEndpoints = request.getfixturevalue("stack")
-    redis_store = RedisFeatureStore.from_url(endpoints.redis_url)
+    redis_store = RedisFeatureStore.from_url(redis_url(request))
     yield redis_store
     await redis_store.close()
+
+
+@pytest.fixture(params=REDIS_BACKENDS)
+async def redis_store(request: pytest.FixtureRequest) -> AsyncIterator[RedisFeatureStore]:
+    store = RedisFeatureStore.from_url(redis_url(request))
+    yield store
+    await store.close()
 
 
 def cid() -> str:
@@ -95,16 +115,14 @@ async def test_erase_removes_every_trace(store: FeatureStore) -> None:
     assert await store.apply([EventWrites(customer, "e1", (Put("profile", "age", 2),))]) == [True]
 
 
-@pytest.mark.integration
-async def test_redis_erasure_leaves_no_key(stack: StackEndpoints) -> None:
-    store = RedisFeatureStore.from_url(stack.redis_url)
+async def test_redis_erasure_leaves_no_key(redis_store: RedisFeatureStore) -> None:
     customer = cid()
-    await store.apply(
+    await redis_store.apply(
         [EventWrites(customer, "e1", (Put("profile", "age", 1), Append("history", {"n": 1})))]
     )
-    await store.erase(customer)
-    left = [k async for k in store.client.scan_iter(match=f"*{customer}*")]
-    await store.close()
+    await redis_store.erase(customer)
+    # a cluster client's SCAN visits every master
+    left = [k async for k in redis_store.client.scan_iter(match=f"*{customer}*")]
     assert left == []
 
 
@@ -132,3 +150,28 @@ async def test_reserve_is_all_or_nothing(store: FeatureStore) -> None:
     assert await store.reserve(customer, [week, total], later)
     counters = (await store.fetch(customer)).counters
     assert counters["cap:email:m"] == [later]
+
+
+async def test_windowed_counters_read_back_per_window(store: FeatureStore) -> None:
+    import time
+
+    from engine.features import field_layout, load_features
+
+    behaviour = load_features().views.behaviour
+    layout = field_layout(behaviour.widths, behaviour.buckets)
+    customer = cid()
+    now = time.time()
+    ages = [10, 20, 200, 2000, 20000, 200000]  # seconds ago
+    await store.apply(
+        [
+            EventWrites(
+                customer, f"w{i}", (WindowCount("behaviour", "views_{w}_shoes", now - a, layout),)
+            )
+            for i, a in enumerate(ages)
+        ]
+    )
+    features = (await store.fetch(customer)).behaviour
+    assert features["views_5m_shoes"] == 3  # 10, 20 and 200 s ago
+    assert features["views_1h_shoes"] == 4
+    assert features["views_24h_shoes"] == 5
+    assert features["views_7d_shoes"] == 6

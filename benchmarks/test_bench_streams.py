@@ -1,0 +1,90 @@
+"""Stream worker throughput and freshness (issue: feature store), with the producer in
+another process and one worker process applying events to Redis.
+
+Run: ``.venv/bin/python -m pytest benchmarks/test_bench_streams.py -m benchmark -s``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.conftest import _collected
+from engine.embedded import EmbeddedStack
+from feature_store.ops_store import RedisOpsStore
+from streams.lag import consumer_lag
+
+pytestmark = pytest.mark.benchmark
+ROOT = Path(__file__).resolve().parent.parent
+TOPICS = ["sb.clickstream", "sb.crm", "sb.responses", "sb.decisions", "sb.dlq"]
+
+
+def worker_figures(redis_url: str) -> dict[str, float]:
+    async def read() -> dict[str, float]:
+        ops = RedisOpsStore.from_url(redis_url)
+        try:
+            workers = await ops.workers()
+        finally:
+            await ops.close()
+        return next(iter(workers.values()), {})
+
+    return asyncio.run(read())
+
+
+def wait_applied(redis_url: str, count: int, timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker_figures(redis_url).get("clickstream|applied", 0) >= count:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise AssertionError(f"{count} events not applied in {timeout_s} s")
+
+
+def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
+    with EmbeddedStack(tmp_path / "stack", topics=TOPICS) as endpoints:
+        env = {**os.environ, "NBA_REDIS_URL": endpoints.redis_url,
+               "NBA_KAFKA_BROKERS": endpoints.kafka_brokers, "NBA_TOPIC_PREFIX": "sb.",
+               "NBA_DATA_DIR": str(tmp_path / "data")}
+        worker = subprocess.Popen([sys.executable, "-m", "nba.cli", "worker"], env=env, cwd=ROOT,
+                                  stdout=open(tmp_path / "worker.log", "wb"),
+                                  stderr=subprocess.STDOUT)
+        try:
+            producer = [sys.executable, "-m", "benchmarks.stream_producer",
+                        endpoints.kafka_brokers, "sb.clickstream"]
+            # warm up: the group joins, the scripts load
+            subprocess.run([*producer, "2000", "0"], cwd=ROOT, check=True)
+            wait_applied(endpoints.redis_url, 2000, 60)
+            # throughput: 60,000 events queued as fast as the producer can, timed to applied
+            count = 60_000
+            started = time.monotonic()
+            subprocess.run([*producer, str(count), "0"], cwd=ROOT, check=True)
+            produced_s = time.monotonic() - started
+            done = wait_applied(endpoints.redis_url, 2000 + count, 300)
+            throughput = count / (done - started)
+            # freshness at a steady 2,000 events/s for 20 s
+            subprocess.run([*producer, "40000", "2000"], cwd=ROOT, check=True)
+            wait_applied(endpoints.redis_url, 2000 + count + 40_000, 120)
+            time.sleep(1.5)  # the next published figures cover the steady run
+            figures = worker_figures(endpoints.redis_url)
+            lag = asyncio.run(consumer_lag(endpoints.kafka_brokers, "nba-worker", ["sb.clickstream"]))
+        finally:
+            worker.terminate()
+            worker.wait(20)
+    _collected["stream_worker_throughput"] = {
+        "events_per_s": throughput, "target_events_per_s": 10_000, "producer_s": produced_s,
+        "p50_us": 1e6 / throughput, "p90_us": 1e6 / throughput, "p99_us": 1e6 / throughput,
+    }
+    _collected["stream_freshness_at_2000_per_s"] = {
+        "p50_us": figures["clickstream|freshness_p50"] * 1e6,
+        "p90_us": figures["clickstream|freshness_p50"] * 1e6,
+        "p99_us": figures["clickstream|freshness_p99"] * 1e6,
+        "target_p99_us": 100_000, "lag_after": sum(lag.values()),
+    }
+    print(_collected["stream_worker_throughput"], _collected["stream_freshness_at_2000_per_s"])
+    assert throughput > 0
