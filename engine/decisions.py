@@ -465,7 +465,13 @@ class Decider:
                 p_chosen = np.full(n, min(1.0, request.limit / n))
             else:
                 p_chosen = np.array([1.0 if i in chosen else 0.0 for i in ids])
-            candidates = {
+            if snap.challenger is not None:
+                shadow = snap.challenger.score(state.features(), context, ranked.idx)
+                candidates["challenger"] = {
+                    "version": snap.challenger.version,
+                    "propensity": np.ascontiguousarray(shadow),
+                }
+            candidates |= {
                 "action_ids": ids,
                 "propensity": np.ascontiguousarray(ranked.propensity),
                 "priority": np.ascontiguousarray(ranked.priority),

@@ -37,32 +37,39 @@ class Snapshot:
 
     catalogue: Catalogue
     scorer: Scorer
+    challenger: Scorer | None = None  # scored in shadow: logged, never decides
 
 
 class LiveState:
     """Holds the current :class:`Snapshot`; every change builds a new one and swaps it."""
 
-    def __init__(self, catalogue: Catalogue | None = None, model: Any = None) -> None:
+    def __init__(
+        self, catalogue: Catalogue | None = None, model: Any = None, challenger: Any = None
+    ) -> None:
         self.model: Any = model  # an object with .bind(action views) -> Scorer, or None
-        self.snapshot = self._build(catalogue or build_catalogue([]), model)
+        self.challenger: Any = challenger
+        self.snapshot = self._build(catalogue or build_catalogue([]), model, challenger)
 
     @staticmethod
-    def _build(catalogue: Catalogue, model: Any) -> Snapshot:
+    def _build(catalogue: Catalogue, model: Any, challenger: Any = None) -> Snapshot:
         views = [a.view for a in catalogue.actions]
         scorer: Scorer = (
             model.bind(views)
             if model is not None
             else PriorScorer([a.action.prior for a in catalogue.actions])
         )
-        return Snapshot(catalogue, scorer)
+        shadow = challenger.bind(views) if challenger is not None else None
+        return Snapshot(catalogue, scorer, shadow)
 
     @property
     def catalogue(self) -> Catalogue:
         return self.snapshot.catalogue
 
     def set_catalogue(self, catalogue: Catalogue) -> None:
-        self.snapshot = self._build(catalogue, self.model)
+        self.snapshot = self._build(catalogue, self.model, self.challenger)
 
-    def set_model(self, model: Any) -> None:
-        self.snapshot = self._build(self.snapshot.catalogue, model)
+    def set_model(self, model: Any, challenger: Any = None) -> None:
+        """Bind both first, then swap one reference: no decision sees half a change."""
+        self.snapshot = self._build(self.snapshot.catalogue, model, challenger)
         self.model = model
+        self.challenger = challenger

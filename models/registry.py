@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 
 POINTER = "current"
+CHALLENGER = "challenger"
+HISTORY = "promotions.log"
 
 
 class ModelRegistry:
@@ -29,19 +31,28 @@ class ModelRegistry:
         return sorted(p.name for p in self.root.iterdir() if (p / "metadata.json").is_file())
 
     def current(self) -> str | None:
-        pointer = self.root / POINTER
+        return self._read(POINTER)
+
+    def challenger(self) -> str | None:
+        """A model scored in shadow beside the current one; its scores go to the log."""
+        return self._read(CHALLENGER)
+
+    def _read(self, pointer: str) -> str | None:
         try:
-            version = pointer.read_text().strip()
+            version = (self.root / pointer).read_text().strip()
         except FileNotFoundError:
             return None
-        return version if (self.root / version / "model.onnx").is_file() else None
+        return version if version and (self.root / version / "model.onnx").is_file() else None
 
     def pointer_stamp(self) -> float:
-        """Changes whenever a version is promoted; cheap enough to poll."""
-        try:
-            return (self.root / POINTER).stat().st_mtime
-        except FileNotFoundError:
-            return 0.0
+        """Changes whenever a version is promoted or a challenger set; cheap to poll."""
+        stamps = []
+        for pointer in (POINTER, CHALLENGER):
+            try:
+                stamps.append((self.root / pointer).stat().st_mtime_ns)
+            except FileNotFoundError:
+                stamps.append(0)
+        return float(hash(tuple(stamps)))
 
     def path(self, version: str) -> Path:
         return self.root / version
@@ -63,8 +74,38 @@ class ModelRegistry:
         return version
 
     def promote(self, version: str) -> None:
+        self._point(POINTER, version)
+        with (self.root / HISTORY).open("a") as log:
+            log.write(f"{datetime.now(UTC).isoformat()} {version}\n")
+        if self.challenger() == version:
+            self.set_challenger(None)
+
+    def set_challenger(self, version: str | None) -> None:
+        if version is None:
+            (self.root / CHALLENGER).unlink(missing_ok=True)
+            return
+        self._point(CHALLENGER, version)
+
+    def rollback(self) -> str:
+        """Promote the version that was current before the current one."""
+        history = self.promotions()
+        current = self.current()
+        earlier = [v for v in reversed(history) if v != current and (self.root / v).is_dir()]
+        if not earlier:
+            raise LookupError("no earlier promoted model to roll back to")
+        self.promote(earlier[0])
+        return earlier[0]
+
+    def promotions(self) -> list[str]:
+        try:
+            lines = (self.root / HISTORY).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [line.split()[1] for line in lines if len(line.split()) == 2]
+
+    def _point(self, pointer: str, version: str) -> None:
         if not (self.root / version / "model.onnx").is_file():
             raise FileNotFoundError(f"no model {version} in {self.root}")
-        tmp = self.root / f".{POINTER}.{os.getpid()}"
+        tmp = self.root / f".{pointer}.{os.getpid()}"
         tmp.write_text(version + "\n")
-        os.replace(tmp, self.root / POINTER)
+        os.replace(tmp, self.root / pointer)

@@ -231,6 +231,37 @@ def cmd_report_uplift(args: argparse.Namespace) -> int:
     return run_report_uplift(counts, Path(args.out))
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(Path(args.dir) if args.dir else _settings().model_dir)
+    try:
+        if args.models_command == "list":
+            current, challenger = registry.current(), registry.challenger()
+            for version in registry.versions():
+                meta = registry.metadata(version)
+                best = meta.get("metrics", {}).get(meta.get("estimator", ""), {})
+                mark = "*" if version == current else "s" if version == challenger else " "
+                print(
+                    f"{mark} {version}  {meta.get('estimator', '?'):<9} "
+                    f"log loss {best.get('log_loss', float('nan')):.4f}  "
+                    f"AUC {best.get('auc', float('nan')):.3f}  rows {meta.get('rows', '?')}"
+                )
+            print("(* current, s challenger in shadow)")
+        elif args.models_command == "promote":
+            registry.promote(args.version)
+            print(f"promoted {args.version}")
+        elif args.models_command == "rollback":
+            print(f"rolled back to {registry.rollback()}")
+        elif args.models_command == "challenge":
+            registry.set_challenger(None if args.version == "none" else args.version)
+            print(f"challenger: {args.version}")
+    except (FileNotFoundError, LookupError) as exc:
+        print(f"nba models: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
@@ -304,6 +335,19 @@ def parser() -> argparse.ArgumentParser:
     email.add_argument("--url", default=None, help="API base URL (default NBA_HOST:NBA_PORT)")
     email.add_argument("--api-key", default=None, help="API key (default: a configured key)")
     email.set_defaults(func=cmd_email_run)
+
+    models = sub.add_parser("models", help="the model registry")
+    models.add_argument("--dir", default=None, help="registry folder (default NBA_MODEL_DIR)")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="registered models, the current one and the challenger")
+    promote = models_sub.add_parser("promote", help="serve this version (live within a second)")
+    promote.add_argument("version")
+    models_sub.add_parser("rollback", help="serve the version that was current before")
+    challenge = models_sub.add_parser(
+        "challenge", help="score this version in shadow ('none' stops)"
+    )
+    challenge.add_argument("version")
+    models.set_defaults(func=cmd_models)
 
     report = sub.add_parser("report", help="reports")
     report_sub = report.add_subparsers(dest="report_command", required=True)

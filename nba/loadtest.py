@@ -79,6 +79,7 @@ RATE_UNITS = {
     "email": "batches/s",
     "responses": "responses/s",
 }
+ORJSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
@@ -147,11 +148,17 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 # ---- /metrics -------------------------------------------------------------------------------
 
 
-def scrape(base_url: str) -> dict[str, Any]:
-    """The server's decision histograms and counters, by channel."""
+def scrape(base_url: str) -> dict[str, Any] | None:
+    """The server's decision histograms and counters, by channel; None if unreachable."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+    try:
+        reply = httpx.get(f"{base_url}/metrics", timeout=30.0)
+        reply.raise_for_status()
+    except httpx.HTTPError as exc:
+        _step(f"could not read {base_url}/metrics: {exc!r}")
+        return None
+    text = reply.text
     decision: dict[str, dict[float, float]] = collections.defaultdict(dict)
     batch: dict[float, float] = {}
     counts: dict[tuple[str, str, str], float] = {}
@@ -264,11 +271,13 @@ class CpuWatch:
         deltas = {f: getattr(system, f) - getattr(self.start_system, f) for f in system._fields}
         total = sum(deltas.values()) or 1.0
         idle = deltas.get("idle", 0.0) + deltas.get("iowait", 0.0)
+        busy_cores = (1 - idle / total) * (os.cpu_count() or 1)
         return {
             "note": "percent of one core over the measured window (100 = one core busy)",
             "per_process": per_process,
             "machine_busy_percent_of_all_cores": round(100.0 * (1 - idle / total), 1),
             "machine_steal_percent": round(100.0 * deltas.get("steal", 0.0) / total, 1),
+            "outside_these_processes": round(100.0 * busy_cores - sum(per_process.values()), 1),
         }
 
 
@@ -284,6 +293,7 @@ class LocustRun:
     server_before: dict[str, Any] | None
     server_after: dict[str, Any] | None
     cpu: dict[str, Any]
+    scrape_seconds: dict[str, float]
     returncode: int
     log_tail: str
 
@@ -374,24 +384,32 @@ def _run_locust(
     children.append(process)
     cpu.roots["locust"] = process.pid
     before = after = None
+    spawned = stopping = False
+    scrape_s: dict[str, float] = {}
     cpu_report: dict[str, Any] = {}
     started = time.monotonic()
     deadline = started + warmup + duration + 120.0
     try:
         while process.poll() is None:
-            if before is None and any(detail_dir.glob("spawned-*")):
-                before = scrape(base_url)
+            if not spawned and any(detail_dir.glob("spawned-*")):
+                spawned = True
                 cpu.begin()
                 _step(f"all users spawned; measuring for {duration:.0f} s")
-            if before is not None and after is None and any(detail_dir.glob("stopping-*")):
+                t = time.monotonic()
+                before = scrape(base_url)
+                scrape_s["before"] = round(time.monotonic() - t, 3)
+            if spawned and not stopping and any(detail_dir.glob("stopping-*")):
+                stopping = True
                 cpu_report = cpu.end()
+                t = time.monotonic()
                 after = scrape(base_url)
+                scrape_s["after"] = round(time.monotonic() - t, 3)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Locust did not finish in time; see {log}")
             time.sleep(0.05)
     finally:
         stop(process)
-    if before is not None and after is None:  # Locust ended without its stopping mark
+    if spawned and not stopping:  # Locust ended without its stopping mark
         cpu_report = cpu.end()
         after = scrape(base_url)
     details = [orjson.loads(p.read_bytes()) for p in sorted(detail_dir.glob("detail-*.json"))]
@@ -404,6 +422,7 @@ def _run_locust(
         server_before=before,
         server_after=after,
         cpu=cpu_report,
+        scrape_seconds=scrape_s,
         returncode=process.returncode,
         log_tail=tail,
     )
@@ -419,6 +438,7 @@ def _merge_details(details: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "arrivals": collections.Counter(),
         "dropped": collections.Counter(),
         "fallbacks": collections.Counter(),
+        "failures": collections.Counter(),
         "failures_all_run": collections.Counter(),
         "cpu_warnings": 0,
         "seconds": 0.0,
@@ -430,7 +450,7 @@ def _merge_details(details: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         for name, hist in detail.get("lateness_ms", {}).items():
             for key, n in hist.items():
                 lateness[name][float(key)] += n
-        for key in ("arrivals", "dropped", "fallbacks", "failures_all_run"):
+        for key in ("arrivals", "dropped", "fallbacks", "failures", "failures_all_run"):
             merged[key].update(detail.get(key, {}))
         merged["cpu_warnings"] += detail.get("cpu_warnings", 0)
         if detail.get("arrivals"):
@@ -466,24 +486,30 @@ def build_report(
     total_failures = 0
     all_latency: collections.Counter[float] = collections.Counter()
     for kind in rates:
-        names = sorted(n for n in set(rows) | set(detail["latency"]) if n.startswith(kind + ":"))
+        names = sorted(
+            n
+            for n in set(rows) | set(detail["latency"]) | set(detail["failures"])
+            if n.startswith(kind + ":")
+        )
         endpoints: dict[str, Any] = {}
         class_latency: collections.Counter[float] = collections.Counter()
         requests = failures = 0
         for name in names:
             row = rows.get(name, {})
             hist = detail["latency"].get(name, collections.Counter())
-            count = int(row.get("Request Count", 0) or 0)
-            failed = int(row.get("Failure Count", 0) or 0)
+            failed = detail["failures"].get(name, 0)
+            count = sum(hist.values()) + failed
             requests += count
             failures += failed
             class_latency.update(hist)
             endpoints[name] = {
                 "requests": count,
                 "failures": failed,
-                "requests_per_s": _round(float(row.get("Requests/s", 0) or 0), 1),
+                "requests_per_s": round(count / seconds, 1),
                 **_latency_summary(hist),
                 "fallbacks": detail["fallbacks"].get(name, 0),
+                "locust_requests": int(row.get("Request Count", 0) or 0),
+                "locust_failures": int(row.get("Failure Count", 0) or 0),
                 "locust_percentiles_ms": {
                     k: row.get(k) for k in ("50%", "95%", "99%", "100%") if k in row
                 },
@@ -562,6 +588,7 @@ def build_report(
     }
     if run.server_before is not None and run.server_after is not None:
         report["server"] = server_report(run.server_before, run.server_after, seconds)
+        report["server"]["metrics_scrape_seconds"] = run.scrape_seconds
     return report
 
 
@@ -599,48 +626,111 @@ def _float(value: str | None) -> float:
         return math.nan
 
 
-def plot(history: list[dict[str, str]], path: Path, title: str, warmup_end: float | None) -> None:
-    """Requests/s per caller and p50/p95/p99 over time, from Locust's stats history."""
+@dataclass
+class Series:
+    """What the chart shows, per second since Locust started."""
+
+    rates: dict[str, dict[float, float]] = field(default_factory=dict)  # caller -> t -> req/s
+    latency: dict[str, dict[float, float]] = field(default_factory=dict)  # label -> t -> ms
+    warmup_end: float | None = None
+    source: str = ""
+
+
+def timeline_series(details: list[dict[str, Any]]) -> Series:
+    """Exact per-second counts and percentiles from the locustfile's timeline."""
+    requests: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    web: dict[int, collections.Counter[float]] = collections.defaultdict(collections.Counter)
+    every: dict[int, collections.Counter[float]] = collections.defaultdict(collections.Counter)
+    for detail in details:
+        for second, slot in detail.get("timeline", {}).items():
+            t = int(second)
+            requests[t].update(slot.get("requests", {}))
+            for key, n in slot.get("web", {}).items():
+                web[t][int(key) / 10.0] += n
+            for key, n in slot.get("all", {}).items():
+                every[t][int(key) / 10.0] += n
+    series = Series(source="per second, exact (locustfile timeline)")
+    if not requests:
+        return series
+    t0 = min(d.get("started", min(requests)) for d in details)
+    last = max(requests)  # the last second is partial: leave it out
+    for t in sorted(requests):
+        if t == last:
+            continue
+        x = t - int(t0)
+        for kind, n in requests[t].items():
+            series.rates.setdefault(kind, {})[x] = float(n)
+        series.rates.setdefault("all", {})[x] = float(sum(requests[t].values()))
+        for label, hist in (("web decisions", web[t]), ("all requests", every[t])):
+            if not hist:
+                continue
+            for name, q in QUANTILES:
+                value = quantile(hist, q)
+                if value is not None:
+                    series.latency.setdefault(f"{label} {name}", {})[x] = value
+    spawned = [d["since"] for d in details if d.get("arrivals")]
+    if spawned:
+        series.warmup_end = min(spawned) - t0
+    return series
+
+
+def history_series(history: list[dict[str, str]]) -> Series:
+    """Fallback: Locust's stats history (request counts per interval; its percentiles
+    are over a moving 10 s window, in whole ms)."""
+    series = Series(source="Locust stats history (percentiles over a 10 s window)")
+    if not history:
+        return series
+    t0 = min(_float(r["Timestamp"]) for r in history)
+    previous: dict[str, tuple[float, float]] = {}
+    for row in history:
+        t = _float(row["Timestamp"]) - t0
+        name = row["Name"]
+        total = _float(row.get("Total Request Count"))
+        kind = "all" if name == "Aggregated" else name.split(":", 1)[0]
+        last_t, last_total = previous.get(name, (t, total))
+        previous[name] = (t, total)
+        if t > last_t and total >= last_total:
+            rates = series.rates.setdefault(kind, {})
+            rates[t] = rates.get(t, 0.0) + (total - last_total) / (t - last_t)
+        elif total < last_total and series.warmup_end is None:
+            series.warmup_end = t  # --reset-stats: totals start again
+        label = {"Aggregated": "all requests", "web: POST /v1/decisions": "web decisions"}.get(name)
+        if label is not None and total > 0:
+            for p, q in (("50%", "p50"), ("95%", "p95"), ("99%", "p99")):
+                value = _float(row.get(p))
+                if not math.isnan(value) and value > 0:
+                    series.latency.setdefault(f"{label} {q}", {})[t] = value
+    return series
+
+
+def plot(series: Series, path: Path, title: str) -> None:
+    """Requests/s per caller (top) and latency percentiles (bottom) over time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not history:
-        return
-    t0 = min(_float(r["Timestamp"]) for r in history)
-    series: dict[str, dict[float, float]] = collections.defaultdict(dict)
-    percentiles: dict[str, dict[str, dict[float, float]]] = collections.defaultdict(
-        lambda: collections.defaultdict(dict)
-    )
-    for row in history:
-        t = _float(row["Timestamp"]) - t0
-        name = row["Name"]
-        kind = "all" if name == "Aggregated" else name.split(":", 1)[0]
-        series[kind][t] = series[kind].get(t, 0.0) + _float(row["Requests/s"])
-        if name in ("Aggregated", "web: POST /v1/decisions"):
-            for p in ("50%", "95%", "99%"):
-                percentiles[name][p][t] = _float(row.get(p))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True)
-    for kind, points in sorted(series.items()):
+    for kind, points in sorted(series.rates.items()):
         xs = sorted(points)
-        top.plot(xs, [points[x] for x in xs], label=kind, lw=2 if kind == "all" else 1.2)
+        top.plot(xs, [points[x] for x in xs], label=kind, lw=2.2 if kind == "all" else 1.2)
     top.set_ylabel("requests/s")
-    top.legend(loc="upper left", fontsize=8, ncol=5)
+    top.legend(loc="lower right", fontsize=8, ncol=5)
     top.grid(alpha=0.3)
-    styles = {"50%": ":", "95%": "--", "99%": "-"}
-    for name, colour in (("web: POST /v1/decisions", "tab:blue"), ("Aggregated", "tab:grey")):
-        for p, points in percentiles.get(name, {}).items():
-            xs = sorted(x for x in points if not math.isnan(points[x]))
-            label = f"{'web decisions' if name != 'Aggregated' else 'all requests'} p{p[:-1]}"
-            bottom.plot(xs, [points[x] for x in xs], styles[p], color=colour, label=label)
-    bottom.set_ylabel("ms (Locust, 10 s window)")
-    bottom.set_xlabel("seconds since Locust started")
-    bottom.legend(loc="upper left", fontsize=8, ncol=2)
-    bottom.grid(alpha=0.3)
-    if warmup_end is not None:
+    styles = {"p50": ":", "p95": "--", "p99": "-"}
+    colours = {"web decisions": "tab:blue", "all requests": "tab:grey"}
+    for label, points in sorted(series.latency.items()):
+        who, q = label.rsplit(" ", 1)
+        xs = sorted(points)
+        bottom.plot(xs, [points[x] for x in xs], styles[q], color=colours[who], label=label)
+    bottom.set_ylabel("client latency, ms")
+    bottom.set_yscale("log")
+    bottom.set_xlabel(f"seconds since Locust started; {series.source}")
+    bottom.legend(loc="upper right", fontsize=8, ncol=2)
+    bottom.grid(alpha=0.3, which="both")
+    if series.warmup_end is not None:
         for axis in (top, bottom):
-            axis.axvspan(0, warmup_end, color="0.9", zorder=0)
+            axis.axvspan(0, series.warmup_end, color="0.92", zorder=0)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -865,14 +955,22 @@ def run_loadtest(
         json_path = out_dir / f"{stamp}-loadtest.json"
         png_path = out_dir / f"{stamp}-loadtest.png"
         report["files"] = {"json": json_path.name, "png": png_path.name}
-        json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-        warmup_end = _warmup_end(run.history)
+        series = timeline_series(run.details)
+        if not series.rates:
+            series = history_series(run.history)
         title = (
             f"nba loadtest {stamp}: web {rate:g}/s offered, "
             f"{'API workers ' + str(workers) if url is None else base_url}, "
             f"{os.cpu_count()} CPUs (grey: warm-up)"
         )
-        plot(run.history, png_path, title, warmup_end)
+        plot(series, png_path, title)
+        report["timeline"] = {
+            "source": series.source,
+            "spawning_completed_at_s": series.warmup_end,
+            "requests_per_s": series.rates.get("all", {}),
+            "web_decisions_p99_ms": series.latency.get("web decisions p99", {}),
+        }
+        json_path.write_bytes(orjson.dumps(report, option=ORJSON_OPTIONS) + b"\n")
         print_summary(report)
         _step(f"wrote {json_path} and {png_path.name}")
         client = report["client"]["all"]
@@ -888,21 +986,6 @@ def run_loadtest(
             stop(child)
         if in_main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _warmup_end(history: list[dict[str, str]]) -> float | None:
-    """When Locust's totals were reset (spawning complete), in seconds since its start."""
-    rows = [r for r in history if r.get("Name") == "Aggregated"]
-    if not rows:
-        return None
-    t0 = _float(rows[0]["Timestamp"])
-    last = -1.0
-    for row in rows:
-        total = _float(row.get("Total Request Count"))
-        if total < last:
-            return _float(row["Timestamp"]) - t0
-        last = total
-    return None
 
 
 def _configured_key() -> str | None:

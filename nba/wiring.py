@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from engine.api import Services, create_app
 from engine.auth import KeyRing
@@ -18,7 +19,8 @@ from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.impact_store import Cell, RedisImpactStore
 from feature_store.ops_store import RedisOpsStore
 from feature_store.redis_store import RedisFeatureStore
-from models.onnx_model import load_current
+from models.layout import FeatureLayout
+from models.onnx_model import load_current, load_model
 from models.registry import ModelRegistry
 from models.uplift import ArmCounts, build_report
 from models.uplift_report import render_html, render_png
@@ -38,20 +40,40 @@ def topic_names(settings: Settings) -> list[str]:
 async def watch_models(
     registry: ModelRegistry, live: LiveState, every_s: float = MODEL_POLL_S
 ) -> None:
-    """Pick up a newly promoted model without a restart; a bad one is logged and skipped."""
+    """Pick up a newly promoted model (and challenger) without a restart; a model that
+    fails to load is logged and the one in use keeps serving."""
     seen = -1.0
     while True:
         stamp = registry.pointer_stamp()
         if stamp != seen:
             seen = stamp
             try:
-                model = await asyncio.to_thread(load_current, registry)
-                if model is not None and model.version != getattr(live.model, "version", None):
-                    live.set_model(model)
-                    log.warning("serving model %s", model.version)
+                model, challenger = await asyncio.to_thread(load_pair, registry)
+                if (getattr(model, "version", None), getattr(challenger, "version", None)) != (
+                    getattr(live.model, "version", None),
+                    getattr(live.challenger, "version", None),
+                ):
+                    live.set_model(model, challenger)
+                    log.warning(
+                        "serving model %s, challenger %s",
+                        getattr(model, "version", "prior"),
+                        getattr(challenger, "version", None),
+                    )
             except Exception as exc:
                 log.error("could not load the promoted model: %s", exc)
         await asyncio.sleep(every_s)
+
+
+def load_pair(registry: ModelRegistry) -> tuple[Any, Any]:
+    model = load_current(registry)
+    version = registry.challenger()
+    challenger = None
+    if version is not None and version != getattr(model, "version", None):
+        meta = registry.metadata(version)
+        challenger = load_model(
+            registry.path(version), version, FeatureLayout.from_json(meta["features"])
+        )
+    return model, challenger
 
 
 def build_services(settings: Settings, redis_url: str, brokers: str) -> Services:

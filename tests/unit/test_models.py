@@ -102,3 +102,21 @@ def test_training_refuses_too_little_data(tmp_path: Path) -> None:
         data.add({"a": i}, {}, {"b": 1}, i % 2, float(i))
     with pytest.raises(ValueError, match="at least 50"):
         train_model(data, ModelRegistry(tmp_path))
+
+
+def test_rollback_returns_to_the_previous_model_and_challengers_are_separate(
+    tmp_path: Path,
+) -> None:
+    models = ModelRegistry(tmp_path)
+    first = models.register(b"a", {"features": []})
+    second = models.register(b"b", {"features": []})
+    third = models.register(b"c", {"features": []}, promote=False)
+    assert models.current() == second
+    models.set_challenger(third)
+    assert models.challenger() == third and models.current() == second
+    assert models.rollback() == first and models.current() == first
+    models.promote(third)
+    assert models.challenger() is None  # promoted: no longer in shadow
+    models.set_challenger(None)
+    with pytest.raises(LookupError):
+        ModelRegistry(tmp_path / "empty").rollback()
