@@ -150,15 +150,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rules.catalogue import load_catalogue
 
     settings = _settings()
-    registry = ModelRegistry(args.out or settings.model_dir)
+    registry = ModelRegistry(Path(args.out) if args.out else settings.model_dir)
     catalogue = load_catalogue(settings.catalogue)
-    if args.log is None:
+    views = {a.action.id: a.view for a in catalogue.actions}
+    if args.from_stream:
+        from nba.stream_log import read_history, training_set, write_log
+
+        with _stack(settings) as endpoints:
+            rows = read_history(endpoints.kafka_brokers, settings.topic_prefix)
+        print(
+            f"{len(rows)} shown actions in the decision log, "
+            f"{sum(r['reward'] > 0 for r in rows)} with a positive response"
+        )
+        if args.write_log:
+            write_log(rows, Path(args.write_log))
+            print(f"logged-decision file written to {args.write_log}")
+        version, meta = train_model(training_set(rows, views), registry, source="decision log")
+    elif args.log is None:
         from nba.demo.seed import train_demo_model
         from nba.demo.world import DemoWorld
 
         version, meta = train_demo_model(DemoWorld(), catalogue, registry)
     else:
-        data = read_log(Path(args.log), {a.action.id: a.view for a in catalogue.actions})
+        data = read_log(Path(args.log), views)
         version, meta = train_model(data, registry, source=str(args.log))
     print(
         f"registered {meta['estimator']} model {version} in {registry.root}: {_metrics_line(meta)}"
@@ -304,6 +318,14 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train, export to ONNX and register a model")
     train.add_argument("--log", default=None, help="logged-decision file (JSON Lines, contract §6)")
     train.add_argument("--out", default=None, help="registry folder (default NBA_MODEL_DIR)")
+    train.add_argument(
+        "--from-stream",
+        action="store_true",
+        help="learn from the engine's own decision log joined with the responses (Kafka)",
+    )
+    train.add_argument(
+        "--write-log", default=None, help="with --from-stream: also write it as a log file"
+    )
     train.set_defaults(func=cmd_train)
 
     rules = sub.add_parser("rules", help="catalogue and rule tools")
