@@ -50,12 +50,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     path = RESULTS / f"{stamp}-bench.json"
-    path.write_text(json.dumps({
-        "when": stamp,
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "results": _collected,
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "machine": {
+                    "cpus": __import__("os").cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "results": _collected,
+            },
+            indent=2,
+        )
+    )
     from benchmarks.plot import plot_bench
 
     plot_bench(path)

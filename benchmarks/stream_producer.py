@@ -33,7 +33,9 @@ async def produce(brokers: str, topic: str, count: int, rate: float) -> None:
                     await asyncio.sleep(delay)
             customer = f"sb-{i % 500}"
             event = {
-                "event_id": f"{run}-{i}", "customer_id": customer, "type": "page_view",
+                "event_id": f"{run}-{i}",
+                "customer_id": customer,
+                "type": "page_view",
                 "category": CATEGORIES[i % len(CATEGORIES)],
                 "timestamp": datetime.now(UTC).isoformat(),
             }

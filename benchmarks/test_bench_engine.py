@@ -83,11 +83,18 @@ def catalogue_of_100(folder: Path) -> Path:
 
 def customer_features(rng: random.Random) -> dict[str, Any]:
     features: dict[str, Any] = {
-        "age": rng.randint(18, 80), "segment": rng.choice(["family", "senior", "business"]),
-        "value_class": rng.choice("ABC"), "tenure_months": rng.randint(0, 100),
-        "consent_marketing": True, "consent_email": True, "open_complaint": False,
-        "orders": rng.randint(0, 20), "region": rng.choice(["north", "south"]),
-        "churn_risk": rng.random(), "clv": rng.random() * 1000, "last_seen": time.time() - 60,
+        "age": rng.randint(18, 80),
+        "segment": rng.choice(["family", "senior", "business"]),
+        "value_class": rng.choice("ABC"),
+        "tenure_months": rng.randint(0, 100),
+        "consent_marketing": True,
+        "consent_email": True,
+        "open_complaint": False,
+        "orders": rng.randint(0, 20),
+        "region": rng.choice(["north", "south"]),
+        "churn_risk": rng.random(),
+        "clv": rng.random() * 1000,
+        "last_seen": time.time() - 60,
     }
     for window in ("5m", "1h", "24h", "7d"):
         for kind in ("page_view", "product_view", "add_to_cart", "search", "purchase"):
@@ -105,8 +112,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Decider:
     data = TrainingSet()
     for i in range(6000):
         customer = customer_features(rng)
-        context = {"page_category": rng.choice(CATEGORIES), "device": "mobile",
-                   "channel": "web", "placement": "home_hero"}
+        context = {
+            "page_category": rng.choice(CATEGORIES),
+            "device": "mobile",
+            "channel": "web",
+            "placement": "home_hero",
+        }
         item = catalogue.actions[rng.randrange(len(catalogue.actions))]
         favourite = customer["views_1h_shoes"] > 2
         p = 0.02 + 0.1 * (item.view.get("category") == context["page_category"]) + 0.05 * favourite
@@ -136,8 +147,14 @@ def in_process(engine: Decider, explain: bool) -> Iterator[None]:
     while True:
         state = states[i % len(states)]
         i += 1
-        request = DecisionInput(state.customer_id, "web", "home_hero",
-                                {"page_category": "shoes", "device": "mobile"}, 3, explain)
+        request = DecisionInput(
+            state.customer_id,
+            "web",
+            "home_hero",
+            {"page_category": "shoes", "device": "mobile"},
+            3,
+            explain,
+        )
         context = {**request.context, "channel": "web", "placement": "home_hero"}
         ranked = engine.rank(snap, request, "home_hero", state, context, now)
         selection = Selection(snap.catalogue, request, ranked)
@@ -169,16 +186,44 @@ def loaded_store(stack: StackEndpoints) -> Iterator[tuple[RedisFeatureStore, str
     async def load() -> RedisFeatureStore:
         store = RedisFeatureStore.from_url(stack.redis_url)
         now = datetime.now(UTC)
-        attrs = {k: v for k, v in customer_features(random.Random(1)).items()
-                 if "_" not in k or k in ("value_class", "tenure_months", "consent_marketing",
-                                          "consent_email", "open_complaint", "last_seen")}
-        writes = [crm_writes(CrmEvent(event_id="p", customer_id=customer, type="profile",
-                                      attributes=attrs, timestamp=now))]
+        attrs = {
+            k: v
+            for k, v in customer_features(random.Random(1)).items()
+            if "_" not in k
+            or k
+            in (
+                "value_class",
+                "tenure_months",
+                "consent_marketing",
+                "consent_email",
+                "open_complaint",
+                "last_seen",
+            )
+        }
+        writes = [
+            crm_writes(
+                CrmEvent(
+                    event_id="p",
+                    customer_id=customer,
+                    type="profile",
+                    attributes=attrs,
+                    timestamp=now,
+                )
+            )
+        ]
         for i in range(60):
             kind = ("page_view", "product_view", "add_to_cart", "search", "purchase")[i % 5]
-            writes.append(clickstream_writes(ClickstreamEvent(
-                event_id=f"e{i}", customer_id=customer, type=kind,
-                category=CATEGORIES[i % len(CATEGORIES)], timestamp=now)))
+            writes.append(
+                clickstream_writes(
+                    ClickstreamEvent(
+                        event_id=f"e{i}",
+                        customer_id=customer,
+                        type=kind,
+                        category=CATEGORIES[i % len(CATEGORIES)],
+                        timestamp=now,
+                    )
+                )
+            )
         await store.apply(writes)
         return store
 
@@ -190,8 +235,9 @@ def test_feature_read_full_vector(loaded_store: tuple[RedisFeatureStore, str]) -
     store, customer = loaded_store
 
     async def run() -> tuple[list[float], int]:
-        fresh = RedisFeatureStore.from_url(store.client.connection_pool.connection_kwargs and
-                                           _url(store))
+        fresh = RedisFeatureStore.from_url(
+            store.client.connection_pool.connection_kwargs and _url(store)
+        )
         state = await fresh.fetch(customer)
         width = len(state.features())
         samples = []
@@ -210,8 +256,13 @@ def test_feature_read_full_vector(loaded_store: tuple[RedisFeatureStore, str]) -
         samples, width = uvloop.run(run())
     except ImportError:  # pragma: no cover
         samples, width = asyncio.run(run())
-    figures = record("feature_read_full_vector_redis", samples, features=width,
-                     target_p50_us=100, target_p99_us=400)
+    figures = record(
+        "feature_read_full_vector_redis",
+        samples,
+        features=width,
+        target_p50_us=100,
+        target_p99_us=400,
+    )
     print(figures)
     assert width >= 55
 

@@ -48,15 +48,28 @@ def wait_applied(redis_url: str, count: int, timeout_s: float) -> float:
 
 def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
     with EmbeddedStack(tmp_path / "stack", topics=TOPICS) as endpoints:
-        env = {**os.environ, "NBA_REDIS_URL": endpoints.redis_url,
-               "NBA_KAFKA_BROKERS": endpoints.kafka_brokers, "NBA_TOPIC_PREFIX": "sb.",
-               "NBA_DATA_DIR": str(tmp_path / "data")}
-        worker = subprocess.Popen([sys.executable, "-m", "nba.cli", "worker"], env=env, cwd=ROOT,
-                                  stdout=open(tmp_path / "worker.log", "wb"),
-                                  stderr=subprocess.STDOUT)
+        env = {
+            **os.environ,
+            "NBA_REDIS_URL": endpoints.redis_url,
+            "NBA_KAFKA_BROKERS": endpoints.kafka_brokers,
+            "NBA_TOPIC_PREFIX": "sb.",
+            "NBA_DATA_DIR": str(tmp_path / "data"),
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "nba.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=open(tmp_path / "worker.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         try:
-            producer = [sys.executable, "-m", "benchmarks.stream_producer",
-                        endpoints.kafka_brokers, "sb.clickstream"]
+            producer = [
+                sys.executable,
+                "-m",
+                "benchmarks.stream_producer",
+                endpoints.kafka_brokers,
+                "sb.clickstream",
+            ]
             # warm up: the group joins, the scripts load
             subprocess.run([*producer, "2000", "0"], cwd=ROOT, check=True)
             wait_applied(endpoints.redis_url, 2000, 60)
@@ -72,19 +85,26 @@ def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
             wait_applied(endpoints.redis_url, 2000 + count + 40_000, 120)
             time.sleep(1.5)  # the next published figures cover the steady run
             figures = worker_figures(endpoints.redis_url)
-            lag = asyncio.run(consumer_lag(endpoints.kafka_brokers, "nba-worker", ["sb.clickstream"]))
+            lag = asyncio.run(
+                consumer_lag(endpoints.kafka_brokers, "nba-worker", ["sb.clickstream"])
+            )
         finally:
             worker.terminate()
             worker.wait(20)
     _collected["stream_worker_throughput"] = {
-        "events_per_s": throughput, "target_events_per_s": 10_000, "producer_s": produced_s,
-        "p50_us": 1e6 / throughput, "p90_us": 1e6 / throughput, "p99_us": 1e6 / throughput,
+        "events_per_s": throughput,
+        "target_events_per_s": 10_000,
+        "producer_s": produced_s,
+        "p50_us": 1e6 / throughput,
+        "p90_us": 1e6 / throughput,
+        "p99_us": 1e6 / throughput,
     }
     _collected["stream_freshness_at_2000_per_s"] = {
         "p50_us": figures["clickstream|freshness_p50"] * 1e6,
         "p90_us": figures["clickstream|freshness_p50"] * 1e6,
         "p99_us": figures["clickstream|freshness_p99"] * 1e6,
-        "target_p99_us": 100_000, "lag_after": sum(lag.values()),
+        "target_p99_us": 100_000,
+        "lag_after": sum(lag.values()),
     }
     print(_collected["stream_worker_throughput"], _collected["stream_freshness_at_2000_per_s"])
     assert throughput > 0

@@ -41,6 +41,7 @@ class DecisionPolicy:
 
     control_share: float = 0.05
     budget_s: float = 0.020
+    selection_draws: int = 100  # Monte-Carlo draws for the logged selection probabilities
 
 
 def in_control(
@@ -457,14 +458,36 @@ class Decider:
     ) -> None:
         """The decision log: enough to replay, train on, and evaluate policies offline."""
         candidates: dict[str, Any] = {}
+        learn: list[dict[str, Any]] | None = None
         if ranked is not None and len(ranked.idx):
             n = len(ranked.idx)
             chosen = {a["action_id"] for a in response["actions"]}
             ids = snap.catalogue.ids[ranked.idx].tolist()
+            scorer: Any = snap.scorer
+            customer = state.features()
             if response["group"] == "control":
                 p_chosen = np.full(n, min(1.0, request.limit / n))
+            elif hasattr(scorer, "selection_probabilities") and self.policy.selection_draws:
+                # Thompson sampling chose: the chance each candidate ranks first
+                weights = np.divide(ranked.priority, np.maximum(ranked.propensity, 1e-12))
+                p_chosen = np.clip(
+                    scorer.selection_probabilities(customer, context, ranked.idx, weights),
+                    0.5 / self.policy.selection_draws,
+                    1.0,
+                )
             else:
                 p_chosen = np.array([1.0 if i in chosen else 0.0 for i in ids])
+            if hasattr(scorer, "offsets") and response["actions"]:
+                shown = [snap.catalogue.by_id[a["action_id"]].index for a in response["actions"]]
+                offsets = scorer.offsets(customer, context, np.asarray(shown, dtype=np.intp))
+                learn = [
+                    {
+                        "action_id": snap.catalogue.actions[i].action.id,
+                        "view": snap.catalogue.views[i],
+                        "offset": float(o),
+                    }
+                    for i, o in zip(shown, offsets, strict=True)
+                ]
             if snap.challenger is not None:
                 shadow = snap.challenger.score(state.features(), context, ranked.idx)
                 candidates["challenger"] = {
@@ -491,6 +514,7 @@ class Decider:
             "policy_version": response["policy_version"],
             "candidates": candidates,
             "chosen": [a["action_id"] for a in response["actions"]],
+            "learn": learn,
         }
         assert self.sink is not None
         self.sink.send_nowait(

@@ -3,7 +3,7 @@ decision; a reload builds the new value fully and swaps the reference atomically
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,8 @@ import numpy as np
 
 from engine.ports import Scorer
 from rules.catalogue import Catalogue, build_catalogue
+
+Blend = Callable[[Scorer | None, Sequence[Mapping[str, Any]], Sequence[float]], Scorer]
 
 
 class PriorScorer:
@@ -44,22 +46,31 @@ class LiveState:
     """Holds the current :class:`Snapshot`; every change builds a new one and swaps it."""
 
     def __init__(
-        self, catalogue: Catalogue | None = None, model: Any = None, challenger: Any = None
+        self,
+        catalogue: Catalogue | None = None,
+        model: Any = None,
+        challenger: Any = None,
+        blend: Blend | None = None,
     ) -> None:
         self.model: Any = model  # an object with .bind(action views) -> Scorer, or None
         self.challenger: Any = challenger
+        self.blend = blend  # the adaptive model on top of the base scorer, when enabled
         self.snapshot = self._build(catalogue or build_catalogue([]), model, challenger)
 
-    @staticmethod
-    def _build(catalogue: Catalogue, model: Any, challenger: Any = None) -> Snapshot:
+    def _build(self, catalogue: Catalogue, model: Any, challenger: Any = None) -> Snapshot:
         views = [a.view for a in catalogue.actions]
-        scorer: Scorer = (
-            model.bind(views)
-            if model is not None
-            else PriorScorer([a.action.prior for a in catalogue.actions])
-        )
+        priors = [a.action.prior for a in catalogue.actions]
+        base: Scorer | None = model.bind(views) if model is not None else None
+        if self.blend is not None:
+            scorer = self.blend(base, views, priors)
+        else:
+            scorer = base if base is not None else PriorScorer(priors)
         shadow = challenger.bind(views) if challenger is not None else None
         return Snapshot(catalogue, scorer, shadow)
+
+    def set_blend(self, blend: Blend | None) -> None:
+        self.blend = blend
+        self.snapshot = self._build(self.snapshot.catalogue, self.model, self.challenger)
 
     @property
     def catalogue(self) -> Catalogue:

@@ -41,6 +41,11 @@ class RedisCatalogueStore:
     def from_url(cls, url: str, prefix: str = "nba:") -> RedisCatalogueStore:
         return cls(LazyRedis(url, decode_responses=False, socket_timeout=5.0), prefix)
 
+    @property
+    def client(self) -> Client:
+        """The client, once the first call connected it."""
+        return self.redis.client
+
     async def revision(self) -> int:
         raw = await (await self.redis()).get(self.revision_key)
         return int(raw) if raw else 0

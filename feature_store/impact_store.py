@@ -45,6 +45,11 @@ class RedisImpactStore:
     def from_url(cls, url: str, prefix: str = "nba:") -> RedisImpactStore:
         return cls(LazyRedis(url, decode_responses=False, socket_timeout=5.0), prefix)
 
+    @property
+    def client(self) -> Client:
+        """The client, once the first call connected it."""
+        return self.redis.client
+
     async def record_decisions(self, chosen: Sequence[tuple[str, str, str]]) -> None:
         """(action, channel, group) of every action a decision chose."""
         if not chosen:

@@ -30,6 +30,11 @@ class RedisOpsStore:
     def from_url(cls, url: str, prefix: str = "nba:") -> RedisOpsStore:
         return cls(LazyRedis(url, decode_responses=True, socket_timeout=2.0), prefix)
 
+    @property
+    def client(self) -> Client:
+        """The client, once the first call connected it."""
+        return self.redis.client
+
     async def publish(self, worker: str, fields: dict[str, float]) -> None:
         args: list[str | int] = [TTL_S]
         for name, value in fields.items():

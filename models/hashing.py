@@ -1,51 +1,62 @@
 """Hashed features for the adaptive model: any attribute is a predictor, with no configuration.
 
 Every scalar of the customer, the context and the action becomes a *token*: a stable 63-bit
-hash of source, key and value (BLAKE2b, the same in every process and release: stored models
-depend on it). A feature's bucket is the top ``bits`` bits of its token. What is hashed:
+hash (BLAKE2b, the same in every process and release: stored models depend on it). A
+feature's bucket is the top ``bits`` bits of its token. What is hashed:
 
-- strings and booleans: one token per ``(key, value)``, e.g. ``customer.segment=gold``;
+- strings and booleans: ``hash(source.key) XOR hash(value)``, e.g. ``customer.segment=gold``;
 - numbers: one token per ``(key, bucket)``, ``bucket = floor(4 log2(1 + |v|))`` with the sign
   (quarter-octave buckets: 0, 1, 2, 3, 4-5, 6-7 ... apart, 1000 and 1100 together), so counts,
   amounts and scores need no scaling and may act non-linearly;
 - skipped: ``None``, NaN, infinities, lists, dicts, keys starting with ``_``, and the action's
-  ``name`` (it repeats ``id``) and ``prior`` (it is the offset, below).
+  ``name`` (it repeats ``id``) and ``prior`` (it is the offset, see :mod:`models.adaptive`).
 
-One candidate's row, block by block (the features of a block share one value ``x``):
+One candidate's row, block by block; the features of a block share one value ``x``
+(``d`` = :data:`DETAIL`; R request tokens, A action attributes, S action strings, C request
+strings and lookups):
 
-====================================================  ============  =====================
-block                                                 x             example
-====================================================  ============  =====================
-global bias (shared by all candidates)                1
-customer and context tokens (shared)                  1/√R          ``customer.segment=gold``
-``action.id``: the per-action bias, the cold-start arm  1
-the action's other attributes                         1/√A          ``action.category=shoes``
-``action.id`` × every customer/context token          1/√R          ``id=a1 × segment=gold``
-action string × customer/context string               1/√(S·Rs)     ``category=shoes ×
-                                                                    context.page_category=shoes``
-matches and lookups                                   1             ``customer.favourite ==
-                                                                    action.category``
-====================================================  ============  =====================
+=============================================  ==========  ====================================
+block                                          x           example
+=============================================  ==========  ====================================
+global bias (shared by all candidates)         1
+customer and context tokens (shared)           d/√R        ``customer.segment=gold``
+``action.id``: the per-action bias             1           the cold-start arm
+the action's other attributes                  d/√A        ``action.category=shoes``
+``action.id`` × each customer/context token    d/√R        ``id=a1 × customer.segment=gold``
+action string × customer/context string        d/√(S·C)    ``action.category=shoes ×
+                                                           context.page_category=bags``
+matches                                        d           ``action.category ==
+                                                           context.page_category``
+=============================================  ==========  ====================================
 
-A *match* is one feature per pair of keys whose values are equal, whatever the value, so it
-carries over to categories and actions never seen. A *lookup* matches a number whose key ends
-with an action value, in its bucket: ``customer.views_shoes = 3`` for a shoe action is the
-feature ``customer.views_<action.category> in bucket 8``. The ``1/√size`` values give every
-block a prior variance of ``1/prior_precision`` however many attributes arrive.
+A string cross is the XOR of the two tokens. When the two values are equal their hashes
+cancel and the cross *is* the match feature of the two keys, whatever the value
+(``hash(action.category) XOR hash(context.page_category)``): learned on shoes, it works for
+bags and for actions never seen. The match block repeats those cells with a larger ``x``.
+A *lookup* is a number whose key ends with an action value: ``customer.views_shoes = 3``
+crosses as ``hash(customer.views_<>, bucket 8) XOR hash("shoes")``, so for a shoe action it
+is the feature "views of the action's category in bucket 8". The block values make a block's
+prior variance ``d²/prior_precision`` however many attributes arrive (the ``action.id`` bias:
+``1/prior_precision``), so a new action's logit starts near its prior's, and the many detail
+weights do not drown the ranking in exploration noise.
 
-Crosses are the XOR of two tokens, computed in numpy for all candidates at once into one
-``(candidates, K)`` matrix; an action's tokens are hashed once, when a catalogue is bound.
-Tokens with the top bit set (padding, a match that did not hit) land in ``[2**bits,
-2**(bits+1))``, the *null* half of the model's table, which stays 0 and is never learned.
+Crosses are computed in numpy for all candidates at once into one ``(candidates, K)``
+matrix; an action's tokens are hashed once, when a catalogue is bound. Tokens with the top
+bit set (padding, a match that missed) land in ``[2**bits, 2**(bits+1))``, the *null* half
+of the model's table: always 0, never learned. Known approximation: XOR is symmetric, so
+``category=shoes × page=bags`` and ``category=bags × page=shoes`` share a bucket.
+
+The hashes, the buckets and :data:`DETAIL` are part of the stored format: a change to any
+of them needs a fresh state (a new scope in the store).
 
 >>> h = Hasher(bits=18)
 >>> table = h.table([{"id": "a", "category": "shoes"}, {"id": "b", "category": "bags"}])
 >>> request = h.request({"favourite": "shoes", "orders": 3}, {"page_category": "bags"})
->>> design = h.design(request, table, np.arange(2))
->>> np.diff([*design.starts, design.index.shape[1]]).tolist()  # 1 + 1 + 3 + 2 + (2 + 1 null)
+>>> design = h.design(request, table)
+>>> np.diff([*design.starts, design.index.shape[1]]).tolist()  # bias, attrs, id×3, 2, 2+null
 [1, 1, 3, 2, 3]
->>> int((design.index[:, 7:] < h.dims).sum())  # one match each: favourite, page_category
-2
+>>> (design.index[:, 7:] < h.dims).tolist()  # a's category matches favourite, b's the page
+[[True, False, False], [False, True, False]]
 """
 
 from __future__ import annotations
@@ -59,17 +70,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DEFAULT_PRIOR", "ActionTable", "Design", "Hasher", "RequestPart", "bucket", "token"]
+__all__ = [
+    "DEFAULT_PRIOR",
+    "DETAIL",
+    "ActionTable",
+    "Design",
+    "Hasher",
+    "RequestPart",
+    "bucket",
+    "logit",
+    "token",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 HashArray = npt.NDArray[np.uint64]
 
 DEFAULT_PRIOR = 0.02  # engine.domain.Action.prior's default
+DETAIL = 0.3  # prior scale of the detail blocks, relative to the action.id bias
 SKIPPED_ACTION_KEYS = frozenset({"id", "name", "prior"})
-CACHE_LIMIT = 1 << 17  # request tokens remembered per process; cleared when full
-NULL = 1 << 63  # a token in the null half
-_LOW = NULL - 1
+CACHE_LIMIT = 1 << 17  # request entries remembered per process; cleared when full
+NULL = 1 << 63  # any token with this bit lands in the null half
+_NULL = np.uint64(NULL)
 _EMPTY = np.zeros(0, dtype=np.uint64)
 
 
@@ -80,7 +102,7 @@ def token(*parts: str) -> int:
     3928904451991496686
     """
     data = "\x1f".join(parts).encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") & _LOW
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") & (NULL - 1)
 
 
 def bucket(value: float) -> int | None:
@@ -96,60 +118,69 @@ def bucket(value: float) -> int | None:
 
 
 def logit(p: FloatArray | float) -> FloatArray:
+    """log(p / (1 - p)), with p clipped to [1e-9, 1 - 1e-9]."""
     clipped = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1.0 - 1e-9)
     out: FloatArray = np.log(clipped) - np.log1p(-clipped)
     return out
 
 
-# (token, crossed with action strings, match key (0: none), match value)
-_Entry = tuple[int, bool, int, int]
+GLOBAL_BIAS = token("bias")
+
+# (token, crossing token, crossing value hash); 0, 0 when the value does not cross
+_Entry = tuple[int, int, int]
 
 
 def _entry(source: str, key: str, value: Any) -> _Entry | None:
     if value.__class__ is bool:
         value = "true" if value else "false"
     if isinstance(value, str):
-        return token(source, key, value), True, token("match", source, key), token("value", value)
+        value_hash = token("value", value)
+        pair = token(source, key) ^ value_hash
+        return pair, pair, value_hash
     if not isinstance(value, int | float):
         return None
-    level = bucket(float(value))
+    try:
+        level = bucket(float(value))
+    except OverflowError:  # an int beyond float range
+        return None
     if level is None:
         return None
-    match_key = match_value = 0
-    if "_" in key:
-        prefix, suffix = key.rsplit("_", 1)
-        match_key = token("lookup", source, prefix, str(level))
-        match_value = token("value", suffix)
-    return token(source, key, f"#{level}"), False, match_key, match_value
+    if "_" not in key:
+        return token(source, key, f"#{level}"), 0, 0
+    prefix, suffix = key.rsplit("_", 1)
+    value_hash = token("value", suffix)
+    lookup = token(source, f"{prefix}_<>", f"#{level}") ^ value_hash
+    return token(source, key, f"#{level}"), lookup, value_hash
 
 
-def _inverse_sqrt(counts: FloatArray) -> FloatArray:
-    out: FloatArray = np.zeros_like(counts)
-    np.divide(1.0, np.sqrt(counts), out=out, where=counts > 0)
-    return out
+def _inverse_sqrt(count: float) -> float:
+    return 1.0 / math.sqrt(count) if count > 0 else 0.0  # 0: an empty block
 
 
 @dataclass(frozen=True, slots=True)
 class RequestPart:
     """The customer and context tokens of one decision."""
 
-    tokens: HashArray  # every token (R)
-    strings: HashArray  # those of strings and booleans (Rs)
-    match_keys: HashArray  # matches and lookups (M)
-    match_values: HashArray
-    shared: IntArray  # buckets of the global bias and the tokens
+    tokens: HashArray  # the global bias, then every customer and context token (1 + R)
+    crossing: HashArray  # strings, booleans and lookups (C)
+    values: HashArray  # their value hashes (C)
+    shared: IntArray  # buckets of ``tokens``
     shared_values: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
 class ActionTable:
-    """A catalogue's actions, hashed once; row ``i`` is the ``i``-th action view."""
+    """A catalogue's actions, hashed once; row ``i`` is the ``i``-th view.
+
+    ``packed`` holds per row ``[action.id, other tokens (A), string tokens (S), their value
+    hashes (S), 5 block values (float64 bits)]``, padded with :data:`NULL`, so that the
+    candidates' rows come in one gather."""
 
     ids: tuple[str, ...]
     offsets: FloatArray  # logit of each action's prior (N)
-    head: HashArray  # [action.id, other attribute tokens, NULL padding] (N, 1 + A)
-    strings: HashArray  # [token, match key, value] per string attribute (N, S, 3)
-    scales: FloatArray  # [1, 1/√A, 1, 1/√S, 1] (N, 5)
+    packed: HashArray  # (N, 1 + A + 2S + 5)
+    width: int  # 1 + A
+    depth: int  # S
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -157,14 +188,14 @@ class ActionTable:
 
 @dataclass(frozen=True, slots=True)
 class Design:
-    """One decision's features: each candidate's buckets, blocks starting at ``starts``
-    with one value per candidate and block; and the buckets all candidates share."""
+    """One decision's features: each candidate's buckets in blocks starting at ``starts``,
+    one value per candidate and block; and the buckets every candidate shares."""
 
     index: IntArray  # (n, K + 1); the last column is null
-    starts: IntArray  # (5,): bias, attributes, id×request, string crosses, matches
+    starts: IntArray  # (5,): action.id, attributes, id × request, string crosses, matches
     scales: FloatArray  # (n, 5)
-    shared: IntArray  # (k,)
-    shared_values: FloatArray  # (k,)
+    shared: IntArray  # (1 + R,)
+    shared_values: FloatArray  # (1 + R,)
 
 
 class Hasher:
@@ -176,16 +207,14 @@ class Hasher:
         self.bits = bits
         self.dims = 1 << bits
         self.shift = np.uint64(63 - bits)
-        self.global_bias = token("bias") >> (63 - bits)
         self._cache: dict[tuple[str, str, Any], _Entry | None] = {}
 
     def request(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> RequestPart:
         cache = self._cache
         if len(cache) > CACHE_LIMIT:
             cache.clear()
-        tokens: list[int] = []
-        strings: list[int] = []
-        keys: list[int] = []
+        tokens: list[int] = [GLOBAL_BIAS]
+        crossing: list[int] = []
         values: list[int] = []
         for source, mapping in (("customer", customer), ("context", context)):
             for key, value in mapping.items():
@@ -197,26 +226,19 @@ class Hasher:
                     cache[slot] = entry
                 except TypeError:  # unhashable: a list or a dict
                     continue
-                if entry is None:
-                    continue
-                tokens.append(entry[0])
-                if entry[1]:
-                    strings.append(entry[0])
-                if entry[2]:
-                    keys.append(entry[2])
-                    values.append(entry[3])
+                if entry is not None:
+                    tokens.append(entry[0])
+                    if entry[1]:
+                        crossing.append(entry[1])
+                        values.append(entry[2])
         array = np.array(tokens, dtype=np.uint64)
-        shared = np.empty(len(tokens) + 1, dtype=np.int64)
-        shared[0] = self.global_bias
-        shared[1:] = array >> self.shift
-        shared_values = np.full(len(tokens) + 1, 1.0 / math.sqrt(max(len(tokens), 1)))
+        shared_values = np.full(len(tokens), DETAIL * _inverse_sqrt(len(tokens) - 1))
         shared_values[0] = 1.0
         return RequestPart(
             array,
-            np.array(strings, dtype=np.uint64) if strings else _EMPTY,
-            np.array(keys, dtype=np.uint64) if keys else _EMPTY,
+            np.array(crossing, dtype=np.uint64) if crossing else _EMPTY,
             np.array(values, dtype=np.uint64) if values else _EMPTY,
-            shared,
+            (array >> self.shift).view(np.int64),
             shared_values,
         )
 
@@ -226,16 +248,16 @@ class Hasher:
         """Hash every action once; a prior comes from ``priors``, else the view's ``prior``,
         else :data:`DEFAULT_PRIOR`."""
         heads: list[list[int]] = []
-        crosses: list[list[tuple[int, int, int]]] = []
+        strings: list[list[tuple[int, int]]] = []
         offsets: list[float] = []
         ids: list[str] = []
         for row, view in enumerate(views):
             action_id = str(view.get("id", row))
             ids.append(action_id)
             prior = priors[row] if priors is not None else view.get("prior", DEFAULT_PRIOR)
-            offsets.append(float(logit(float(prior))))  # type: ignore[arg-type]
+            offsets.append(float(logit(float(prior))))
             head = [token("action", "id", action_id)]
-            cross: list[tuple[int, int, int]] = []
+            crossing: list[tuple[int, int]] = []
             for key, value in view.items():
                 if key in SKIPPED_ACTION_KEYS or key[:1] == "_":
                     continue
@@ -243,56 +265,53 @@ class Hasher:
                     entry = _entry("action", key, value)
                 except TypeError:
                     continue
-                if entry is None:
-                    continue
-                head.append(entry[0])
-                if entry[1]:
-                    cross.append((entry[0], token("match", "action", key), entry[3]))
+                if entry is not None:
+                    head.append(entry[0])
+                    if isinstance(value, str | bool):
+                        crossing.append((entry[1], entry[2]))
             heads.append(head)
-            crosses.append(cross)
+            strings.append(crossing)
         n = len(ids)
         width = max((len(h) for h in heads), default=1)
-        depth = max((len(c) for c in crosses), default=0)
-        head_array = np.full((n, width), NULL, dtype=np.uint64)
-        strings = np.zeros((n, depth, 3), dtype=np.uint64)
-        strings[:, :, :2] = NULL
-        scales = np.ones((n, 5))
+        depth = max((len(c) for c in strings), default=0)
+        packed = np.full((n, width + 2 * depth + 5), NULL, dtype=np.uint64)
+        packed[:, width + depth : width + 2 * depth] = 0  # a padded value matches nothing
+        scales = packed[:, width + 2 * depth :].view(np.float64)
         for row in range(n):
-            head_array[row, : len(heads[row])] = heads[row]
-            if crosses[row]:
-                strings[row, : len(crosses[row])] = crosses[row]
-        scales[:, 1] = _inverse_sqrt(np.array([len(h) - 1.0 for h in heads]))
-        scales[:, 3] = _inverse_sqrt(np.array([float(len(c)) for c in crosses]))
-        return ActionTable(tuple(ids), np.array(offsets), head_array, strings, scales)
+            packed[row, : len(heads[row])] = heads[row]
+            for slot, (pair, value_hash) in enumerate(strings[row]):
+                packed[row, width + slot] = pair
+                packed[row, width + depth + slot] = value_hash
+            attributes = DETAIL * _inverse_sqrt(len(heads[row]) - 1)
+            scales[row] = (1.0, attributes, 1.0, _inverse_sqrt(len(strings[row])), 1.0)
+        return ActionTable(tuple(ids), np.array(offsets), packed, width, depth)
 
     def design(
         self, request: RequestPart, table: ActionTable, rows: IntArray | None = None
     ) -> Design:
         """Every bucket of every candidate (``rows`` of ``table``; default all) in one matrix."""
-        head = table.head if rows is None else table.head[rows]
-        strings = table.strings if rows is None else table.strings[rows]
-        scales = table.scales if rows is None else table.scales[rows]
-        n, a = head.shape
-        s = strings.shape[1]
-        r, rs, m = len(request.tokens), len(request.strings), len(request.match_keys)
-        starts = np.cumsum([0, 1, a - 1, r, s * rs], dtype=np.int64)
-        k = int(starts[-1]) + s * m
+        packed = table.packed if rows is None else table.packed[rows]
+        a, s = table.width, table.depth
+        n = len(packed)
+        r, c = len(request.tokens) - 1, len(request.crossing)
+        cross, match = a + r, a + r + s * c
+        k = match + s * c
         out = np.empty((n, k + 1), dtype=np.uint64)
-        out[:, :a] = head
-        np.bitwise_xor(head[:, :1], request.tokens, out=out[:, a : a + r])
-        crossed = out[:, starts[3] : starts[4]].reshape((n, s, rs), copy=False)
-        np.bitwise_xor(strings[:, :, :1], request.strings, out=crossed)
-        hit = strings[:, :, 2:] == request.match_values
-        keys = np.bitwise_xor(strings[:, :, 1:2], request.match_keys)
-        matched = out[:, starts[4] : k].reshape((n, s, m), copy=False)
-        np.copyto(matched, np.where(hit, keys, np.uint64(NULL)))
-        out[:, k] = NULL
+        out[:, :a] = packed[:, :a]
+        np.bitwise_xor(packed[:, :1], request.tokens[1:], out=out[:, a:cross])
+        crossed = out[:, cross:match].reshape((n, s, c), copy=False)
+        np.bitwise_xor(packed[:, a : a + s, None], request.crossing, out=crossed)
+        out[:, match:k] = out[:, cross:match]
+        matched = out[:, match:k].reshape((n, s, c), copy=False)
+        np.copyto(matched, _NULL, where=packed[:, a + s : a + 2 * s, None] != request.values)
+        out[:, k] = _NULL
         np.right_shift(out, self.shift, out=out)
-        factors = _inverse_sqrt(np.array([1.0, 1.0, r, rs, 1.0]))  # 0 for an empty block
+        request_values = [1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL]
+        scales = packed[:, -5:].view(np.float64) * request_values
         return Design(
             out.view(np.int64),
-            starts,
-            scales * factors,
+            np.array([0, 1, a, cross, match], dtype=np.int64),
+            scales,
             request.shared,
             request.shared_values,
         )

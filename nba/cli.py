@@ -87,6 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             lambda: RedisFeatureStore.from_url(endpoints.redis_url),
             lambda: RedisImpactStore.from_url(endpoints.redis_url),
             publish=publisher(endpoints.redis_url),
+            learner_factory=adaptive_learner(endpoints.redis_url),
         )
         worker = Worker(app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True)
         try:
@@ -108,6 +109,23 @@ def publisher(redis_url: str) -> Any:
         await state["ops"].publish(worker, fields)
 
     return publish
+
+
+def adaptive_learner(redis_url: str) -> Any:
+    """The worker's learner, resumed from the stored snapshot and the deltas after it."""
+
+    async def make() -> Any:
+        from feature_store.adaptive_store import RedisAdaptiveStore
+        from nba.adaptive import restore
+        from streams.learner import Learner
+
+        store = RedisAdaptiveStore.from_url(redis_url)
+        model, cursor = await restore(store)
+        learner = Learner(model, store.append, store.save_snapshot)
+        learner.cursor = cursor
+        return learner
+
+    return make
 
 
 def cmd_seed(args: argparse.Namespace) -> int:

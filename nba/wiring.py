@@ -15,6 +15,7 @@ from engine.auth import KeyRing
 from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
 from engine.holders import LiveState
+from feature_store.adaptive_store import RedisAdaptiveStore
 from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.impact_store import Cell, RedisImpactStore
 from feature_store.ops_store import RedisOpsStore
@@ -24,6 +25,7 @@ from models.onnx_model import load_current, load_model
 from models.registry import ModelRegistry
 from models.uplift import ArmCounts, build_report
 from models.uplift_report import render_html, render_png
+from nba.adaptive import follow
 from rules.catalogue import Catalogue, load_catalogue
 from rules.live import CatalogueManager
 from streams.kafka_sink import KafkaSink
@@ -99,6 +101,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
             log.error("catalogue changes not loaded yet (%s); the watcher retries", exc)
 
     impact = RedisImpactStore.from_url(redis_url)
+    adaptive = RedisAdaptiveStore.from_url(redis_url)
     ops = RedisOpsStore.from_url(redis_url)
 
     async def uplift_report(kind: str) -> tuple[bytes, str]:
@@ -119,8 +122,19 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         stream_workers=ops.workers,
         topic_prefix=settings.topic_prefix,
         on_start=[sink.start, initial_catalogue],
-        background=[lambda: watch_models(registry, live), manager.watch],
-        on_close=[sink.close, store.close, catalogue_store.close, impact.close, ops.close],
+        background=[
+            lambda: watch_models(registry, live),
+            manager.watch,
+            lambda: follow(adaptive, live),
+        ],
+        on_close=[
+            sink.close,
+            store.close,
+            catalogue_store.close,
+            impact.close,
+            ops.close,
+            adaptive.close,
+        ],
     )
     return services
 

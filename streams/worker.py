@@ -29,6 +29,7 @@ from engine.ports import FeatureStore, ImpactStore
 from engine.writes import RESPONSE_OUTCOMES, EventWrites, ImpactResponse
 from streams.handlers import clickstream_writes, crm_writes, response_writes
 from streams.lag import consumer_lag
+from streams.learner import Learner
 from streams.stats import StreamStats
 from streams.transport import WorkerApp
 
@@ -83,6 +84,9 @@ class DecisionRecord(BaseModel):
     group: str
     fallback: bool = False
     chosen: list[str] = Field(default_factory=list)
+    features: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    learn: list[dict[str, Any]] | None = None
 
 
 def impact_of_responses(events: list[ResponseEvent]) -> list[ImpactResponse]:
@@ -114,6 +118,7 @@ def create_worker_app(
     impact_factory: Callable[[], ImpactStore] | None = None,
     app_id: str = WORKER_GROUP,
     publish: Callable[[str, dict[str, float]], Awaitable[None]] | None = None,
+    learner_factory: Callable[[], Awaitable[Learner]] | None = None,
 ) -> faust.App:
     """A faust app with short group timeouts (the embedded broker joins in ~3 s)."""
     app = WorkerApp(
@@ -144,6 +149,12 @@ def create_worker_app(
         if "store" not in state:
             state["store"] = store_factory()
         found: FeatureStore = state["store"]
+        return found
+
+    async def learner() -> Learner | None:
+        if learner_factory is not None and "learner" not in state:
+            state["learner"] = await learner_factory()
+        found: Learner | None = state.get("learner")
         return found
 
     def impact() -> ImpactStore | None:
@@ -187,12 +198,21 @@ def create_worker_app(
 
     async def responses(events: list[ResponseEvent]) -> int:
         applied = await store().apply([response_writes(e) for e in events])
+        teacher = await learner()
+        if teacher is not None:
+            for event, new in zip(events, applied, strict=True):
+                if new:
+                    teacher.responded(event.decision_id, event.action_id, event.outcome)
         counter = impact()
         if counter is not None:  # idempotent on its own: a retried batch counts once
             await counter.record_responses(impact_of_responses(events))
         return sum(applied)
 
     async def decisions(records: list[DecisionRecord]) -> int:
+        teacher = await learner()
+        if teacher is not None:
+            for record in records:
+                teacher.shown(record.model_dump())
         counter = impact()
         if counter is None:
             return 0
@@ -201,6 +221,17 @@ def create_worker_app(
         ]
         await counter.record_decisions(chosen)
         return len(records)
+
+    if learner_factory is not None:
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def learn() -> None:
+            teacher = await learner()
+            if teacher is not None:
+                try:
+                    await teacher.flush()
+                except Exception as exc:
+                    log.error("adaptive learning step failed: %s", exc)
 
     if publish is not None:
 

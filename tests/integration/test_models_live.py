@@ -19,12 +19,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_a_model_registered_later_is_picked_up_without_restart(running: Running) -> None:
     before = httpx.get(f"{running.base_url}/readyz").json()["model"]
-    assert before == "prior"  # cold start: no model registered
+    assert before == "adaptive"  # cold start: no model registered, the adaptive model decides
     registry = ModelRegistry(running.data_dir / "models")
     world = DemoWorld(customers=300, seed=3)
     version, _ = train_demo_model(world, load_catalogue(DEMO_CATALOGUE), registry, rows=4000)
     deadline = time.monotonic() + 20
-    while httpx.get(f"{running.base_url}/readyz").json()["model"] != version:
+    while httpx.get(f"{running.base_url}/readyz").json()["model"] != f"{version}+adaptive":
         assert time.monotonic() < deadline, "the promoted model was not picked up"
         time.sleep(0.2)
     body = {"customer_id": "model-probe", "channel": "call_centre"}
@@ -35,7 +35,7 @@ def test_a_model_registered_later_is_picked_up_without_restart(running: Running)
         timeout=5,
     )
     assert reply.status_code == 200
-    assert reply.json()["model_version"] == version
+    assert reply.json()["model_version"] == f"{version}+adaptive"
 
 
 def test_promotion_under_load_fails_no_request_and_a_challenger_is_logged(running: Running) -> None:
@@ -79,7 +79,7 @@ def test_promotion_under_load_fails_no_request_and_a_challenger_is_logged(runnin
         stop.set()
         worker.join()
     assert statuses and set(statuses) == {200}, set(statuses)
-    assert httpx.get(f"{running.base_url}/readyz").json()["model"] == second
+    assert httpx.get(f"{running.base_url}/readyz").json()["model"] == f"{second}+adaptive"
 
     async def challenger_logged() -> bool:
         consumer = AIOKafkaConsumer(

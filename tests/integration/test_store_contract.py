@@ -126,6 +126,16 @@ async def test_redis_erasure_leaves_no_key(redis_store: RedisFeatureStore) -> No
     assert left == []
 
 
+async def test_flushed_scripts_are_loaded_again(redis_store: RedisFeatureStore) -> None:
+    customer = cid()
+    assert await redis_store.apply([EventWrites(customer, "e1", (Increment("counters", "n"),))])
+    await redis_store.client.script_flush()  # every master of a cluster
+    batch = [EventWrites(customer, f"e{n}", (Increment("counters", "n"),)) for n in (1, 2)]
+    assert await redis_store.apply(batch) == [False, True]
+    assert await redis_store.reserve(customer, [Reservation("cap:x", 1, 60.0)], 1.0)
+    assert (await redis_store.fetch(customer)).counters["n"] == 2.0
+
+
 async def test_stamps_keep_the_newest_times(store: FeatureStore) -> None:
     customer = cid()
     batch = [

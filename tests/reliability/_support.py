@@ -35,7 +35,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
-def popen(argv: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
+def popen(
+    argv: list[str], env: dict[str, str] | None, log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         return subprocess.Popen(
@@ -44,14 +46,17 @@ def popen(argv: list[str], env: dict[str, str] | None, log: Path) -> subprocess.
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=str(ROOT),
+            cwd=str(cwd),
             preexec_fn=_die_with_parent,
         )
 
 
-def nba(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def nba(
+    args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     """``nba <args>`` as a subprocess, output appended to ``log``."""
-    return popen([sys.executable, "-m", "nba.cli", *args], env, log)
+    env = {**env, "PYTHONPATH": str(ROOT)}  # the checkout, whatever the working folder
+    return popen([sys.executable, "-m", "nba.cli", *args], env, log, cwd)
 
 
 def stop(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:

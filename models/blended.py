@@ -1,0 +1,110 @@
+"""The engine's scorer once the adaptive model is on: a base model (when one is registered)
+plus the adaptive model's online correction, Thompson-sampled.
+
+With a base model (an ONNX :class:`~models.onnx_model.BoundModel`, whose ``score`` returns
+probabilities) each candidate starts from ``logit(base probability)`` and the adaptive
+weights add a correction learned from live responses; without one, it starts from the
+logit of the action's prior and the adaptive model is the whole model. The offset used is
+part of what a decision must log: the worker's update needs the same one
+(:meth:`BlendedScorer.offsets`, ``Observation.offset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from models.adaptive import AdaptiveModel, Moments
+from models.hashing import logit
+
+__all__ = ["BlendedScorer", "ProbabilityScorer"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ProbabilityScorer(Protocol):
+    """What a base model offers (the engine's Scorer): a probability per candidate."""
+
+    version: str
+
+    def score(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
+    ) -> FloatArray: ...
+
+
+class BlendedScorer:
+    """Bound to one catalogue (its action views, in order); a Scorer for the engine.
+
+    >>> views = [{"id": "a", "category": "shoes"}, {"id": "b", "category": "bags"}]
+    >>> scorer = BlendedScorer(AdaptiveModel(dims=2**12), views, priors=[0.1, 0.2], seed=3)
+    >>> scorer.version, scorer.mean({}, {}, np.array([1, 0])).round(3).tolist()
+    ('adaptive', [0.2, 0.1])
+    >>> p = scorer.score({"segment": "gold"}, {}, np.array([0, 1]))
+    >>> bool(((0 < p) & (p < 1)).all())
+    True
+    >>> float(scorer.selection_probabilities({}, {}, np.array([0, 1])).sum())
+    1.0
+    """
+
+    def __init__(
+        self,
+        adaptive: AdaptiveModel,
+        actions: Sequence[Mapping[str, Any]],
+        priors: Sequence[float] | None = None,
+        base: ProbabilityScorer | None = None,
+        seed: int | None = None,
+        draws: int = 200,
+    ) -> None:
+        self.adaptive = adaptive
+        self.actions = actions
+        self.priors = priors
+        self.base = base
+        self.seed = seed
+        self.draws = draws
+        self.rng = np.random.default_rng(seed)
+        self.table = adaptive.bind(actions, priors)
+        self.version = "adaptive" if base is None else f"{base.version}+adaptive"
+
+    def offsets(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
+    ) -> FloatArray:
+        """The logit each candidate starts from: the base model's, else the prior's."""
+        rows = np.asarray(action_indices, dtype=np.intp)
+        if self.base is None:
+            found: FloatArray = self.table.offsets[rows]
+            return found
+        return logit(self.base.score(customer, context, rows))
+
+    def moments(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
+    ) -> Moments:
+        """Compute once, then ``sample``, ``expected`` and ``selection_probabilities``."""
+        rows = np.asarray(action_indices, dtype=np.intp)
+        offsets = None if self.base is None else self.offsets(customer, context, rows)
+        return self.adaptive.moments(customer, context, self.table, rows, offsets)
+
+    def score(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
+    ) -> FloatArray:
+        """A Thompson draw of each candidate's probability (what the engine ranks by)."""
+        return self.moments(customer, context, action_indices).sample(self.rng)
+
+    def mean(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
+    ) -> FloatArray:
+        return self.moments(customer, context, action_indices).expected()
+
+    def selection_probabilities(
+        self,
+        customer: Mapping[str, Any],
+        context: Mapping[str, Any],
+        action_indices: Any,
+        weights: FloatArray | None = None,
+    ) -> FloatArray:
+        """P(each candidate ranks first), Monte-Carlo over ``draws`` Thompson draws: the
+        propensity to log for off-policy evaluation."""
+        moments = self.moments(customer, context, action_indices)
+        return moments.selection_probabilities(self.rng, self.draws, weights)

@@ -1,0 +1,87 @@
+"""The adaptive model's learning loop in the stream worker.
+
+A decision's shown actions wait here (with what the decision saw: features, context, the
+action's view, the logit it started from) until a positive response arrives (reward 1,
+learned at once) or ``label_window_s`` passes without one (reward 0). Each second the
+observations are applied as one batch and the resulting delta is published; a snapshot
+is stored every ``snapshot_every_s``. Pending decisions live in memory: a crashed
+worker loses only the few seconds of lessons it had not published.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from models.adaptive import AdaptiveModel, Observation
+
+POSITIVE = frozenset({"click", "accept", "convert"})
+
+
+@dataclass
+class Shown:
+    at: float
+    customer: dict[str, Any]
+    context: dict[str, Any]
+    action: dict[str, Any]
+    offset: float | None
+
+
+class Learner:
+    def __init__(
+        self,
+        model: AdaptiveModel,
+        publish: Callable[[bytes], Awaitable[str]],
+        save: Callable[[bytes, str], Awaitable[None]],
+        label_window_s: float = 10.0,
+        snapshot_every_s: float = 30.0,
+    ) -> None:
+        self.model = model
+        self.publish = publish
+        self.save = save
+        self.label_window_s = label_window_s
+        self.snapshot_every_s = snapshot_every_s
+        self.pending: dict[tuple[str, str], Shown] = {}
+        self.ready: list[Observation] = []
+        self.cursor = "0-0"
+        self._saved_at = time.monotonic()
+
+    def shown(self, record: dict[str, Any]) -> None:
+        """A decision log record: remember each shown action the adaptive model scored."""
+        learn = record.get("learn")
+        if not learn or record.get("fallback"):
+            return
+        for item in learn:
+            self.pending[(record["decision_id"], item["action_id"])] = Shown(
+                time.monotonic(),
+                record.get("features") or {},
+                record.get("context") or {},
+                item["view"],
+                item.get("offset"),
+            )
+
+    def responded(self, decision_id: str | None, action_id: str, outcome: str) -> None:
+        if decision_id is None or outcome not in POSITIVE:
+            return
+        shown = self.pending.pop((decision_id, action_id), None)
+        if shown is not None:
+            self.ready.append(
+                Observation(shown.customer, shown.context, shown.action, 1.0, shown.offset)
+            )
+
+    async def flush(self) -> int:
+        """Label what waited too long as no response, learn the batch, publish its delta."""
+        cutoff = time.monotonic() - self.label_window_s
+        for key in [k for k, s in self.pending.items() if s.at < cutoff]:
+            s = self.pending.pop(key)
+            self.ready.append(Observation(s.customer, s.context, s.action, 0.0, s.offset))
+        batch, self.ready = self.ready, []
+        if batch:
+            delta = self.model.update_batch(batch)
+            self.cursor = await self.publish(delta.to_bytes())
+        if time.monotonic() - self._saved_at > self.snapshot_every_s:
+            await self.save(self.model.to_bytes(), self.cursor)
+            self._saved_at = time.monotonic()
+        return len(batch)

@@ -1,0 +1,46 @@
+"""``nba loadtest`` end to end: real Locust against the real API, at a low rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nba.loadtest import run_loadtest
+from tests.conftest import KEYS, Running
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ADMIN_KEY = next(key for key, scopes in KEYS.items() if "admin" in scopes)
+
+
+def test_loadtest_writes_its_report_and_chart(running: Running, tmp_path: Path) -> None:
+    code = run_loadtest(
+        50.0, 10.0, 1, tmp_path, url=running.base_url, api_key=ADMIN_KEY, warmup=2.0
+    )
+
+    reports = list(tmp_path.glob("*-loadtest.json"))
+    assert len(reports) == 1, list(tmp_path.iterdir())
+    report = json.loads(reports[0].read_text())
+    client = report["client"]
+    assert client["failure_messages"] == [], client["failure_messages"]
+    assert code == 0
+    assert client["all"]["failures"] == 0 and client["all"]["failures_during_warmup"] == 0
+    classes = client["classes"]
+    assert set(classes) == {"web", "desk", "email", "responses"}
+    web = classes["web"]
+    assert web["offered_rate"] == 50.0
+    assert web["requests"] > 200  # 50/s for about 10 s
+    assert 0.6 * 50.0 < web["achieved_rate"] < 1.4 * 50.0
+    assert 0 < web["p50_ms"] <= web["p95_ms"] <= web["p99_ms"] <= web["max_ms"]
+    assert classes["desk"]["endpoints"]["desk: GET /v1/customers/{id}"]["requests"] > 0
+    assert classes["email"]["requests"] >= 1
+    assert classes["responses"]["requests"] > 0
+    server = report["server"]["decision_latency"]["all"]
+    assert server["count"] > 0 and server["p50_ms"] is not None and server["p99_ms"] is not None
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
+
+    png = tmp_path / report["files"]["png"]
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    assert not (results / reports[0].name).exists()
