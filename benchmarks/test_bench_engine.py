@@ -176,6 +176,19 @@ def test_decision_in_process_100_candidates(engine: Decider) -> None:
     n_candidates = len(engine.live.snapshot.catalogue.candidates("web", "home_hero"))
     assert n_candidates == 100
     assert b["ratio_to_plain_p50"] < 4  # loose guard; the figure is the result
+    # the same with the adaptive model on top (a Thompson sample per decision, and the
+    # logged selection probabilities: 100 Monte-Carlo draws)
+    from models.adaptive import AdaptiveModel
+    from nba.adaptive import blend_with
+
+    engine.live.set_blend(blend_with(AdaptiveModel()))
+    try:
+        steps_adaptive = in_process(engine, explain=False)
+        adaptive = timed(lambda: next(steps_adaptive), rounds=3000)
+    finally:
+        engine.live.set_blend(None)
+    c = record("decision_in_process_with_adaptive", adaptive)
+    c["ratio_to_plain_p50"] = c["p50_us"] / a["p50_us"]
 
 
 @pytest.fixture(scope="module")

@@ -300,9 +300,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(), args.duration, args.customers, args.concurrency)
 
 
-def cmd_pending(args: argparse.Namespace) -> int:
-    print(f"nba {args.command}: not available in this version yet", file=sys.stderr)
-    return 2
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from nba.loadtest import run_loadtest
+
+    settings = _settings()
+    return run_loadtest(
+        args.rate, args.duration, args.workers, Path(args.out), url=args.url, settings=settings
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -397,10 +401,15 @@ def parser() -> argparse.ArgumentParser:
     uplift.add_argument("--out", required=True, help="folder for uplift.json/.png/.html")
     uplift.set_defaults(func=cmd_report_uplift)
 
-    loadtest = sub.add_parser("loadtest", help="drive the API with Locust at a fixed rate")
-    loadtest.add_argument("--rate", type=float, default=100.0)
-    loadtest.add_argument("--duration", type=float, default=60.0)
-    loadtest.set_defaults(func=cmd_pending)
+    loadtest = sub.add_parser(
+        "loadtest", help="drive the API with Locust at a fixed offered rate; results and a plot"
+    )
+    loadtest.add_argument("--rate", type=float, default=200.0, help="web decisions/s offered")
+    loadtest.add_argument("--duration", type=float, default=60.0, help="seconds of measured load")
+    loadtest.add_argument("--workers", type=int, default=2, help="API processes to start")
+    loadtest.add_argument("--url", default=None, help="an API already running (else one is started)")
+    loadtest.add_argument("--out", default="benchmarks/results", help="results folder")
+    loadtest.set_defaults(func=cmd_loadtest)
     return root
 
 
