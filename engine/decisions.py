@@ -71,6 +71,8 @@ class Ranked:
     excluded: list[dict[str, Any]]
     passed: np.ndarray | None
     diversity: str | None = None
+    offsets: np.ndarray | None = None  # the adaptive model's starting logits, when on
+    moments: Any = None  # the adaptive model's posterior for these candidates
 
 
 class Selection:
@@ -283,7 +285,15 @@ class Decider:
                 )
         eligible = idx[keep]
         arbitration = catalogue.arbitration(request.channel, placement)
-        if len(eligible):
+        offsets = moments = None
+        scorer: Any = snap.scorer
+        if len(eligible) and hasattr(scorer, "evaluate"):  # Thompson sampling
+            offsets, moments = scorer.evaluate(customer, context, eligible)
+            propensity = moments.sample(scorer.rng)
+            priority, weight = arbitration.priorities(
+                eligible, propensity, customer, context, catalogue.views, now
+            )
+        elif len(eligible):
             propensity = snap.scorer.score(customer, context, eligible)
             priority, weight = arbitration.priorities(
                 eligible, propensity, customer, context, catalogue.views, now
@@ -307,6 +317,8 @@ class Decider:
             excluded,
             passed if request.explain else None,
             arbitration.diversity,
+            offsets,
+            moments,
         )
 
     async def _reserve(self, customer_id: str, reservations: Any, now: float) -> bool:
@@ -467,12 +479,13 @@ class Decider:
             customer = state.features()
             if response["group"] == "control":
                 p_chosen = np.full(n, min(1.0, request.limit / n))
-            elif hasattr(scorer, "selection_probabilities") and self.policy.selection_draws:
+            elif ranked.moments is not None and self.policy.selection_draws:
                 # Thompson sampling chose: the chance each candidate ranks first
                 weights = np.divide(ranked.priority, np.maximum(ranked.propensity, 1e-12))
+                draws = self.policy.selection_draws
                 p_chosen = np.clip(
-                    scorer.selection_probabilities(customer, context, ranked.idx, weights),
-                    0.5 / self.policy.selection_draws,
+                    ranked.moments.selection_probabilities(scorer.rng, draws, weights),
+                    0.5 / draws,
                     1.0,
                 )
             else:

@@ -86,6 +86,15 @@ class BlendedScorer:
         offsets = None if self.base is None else self.offsets(customer, context, rows)
         return self.adaptive.moments(customer, context, self.table, rows, offsets)
 
+    def evaluate(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
+    ) -> tuple[FloatArray, Moments]:
+        """Offsets and moments together: one base-model call and one hashing pass serve
+        the draw, the logged offsets and the logged selection probabilities."""
+        rows = np.asarray(action_indices, dtype=np.intp)
+        offsets = self.offsets(customer, context, rows)
+        return offsets, self.adaptive.moments(customer, context, self.table, rows, offsets)
+
     def score(
         self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
     ) -> FloatArray:
