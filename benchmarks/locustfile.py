@@ -42,6 +42,8 @@ Environment (every variable optional):
 ``NBA_LOADTEST_CUSTOMERS``      customers ``c-00000`` … of the demo world (default 3000)
 ``NBA_LOADTEST_ARRIVALS``       ``poisson`` or ``uniform`` (default poisson)
 ``NBA_LOADTEST_MAX_LAG_S``      how late an arrival may start before it is dropped (1.0)
+``NBA_LOADTEST_IDLE_CLOSE_S``   a user that will sleep longer closes its connection (4.0,
+                                below uvicorn's 5 s keep-alive)
 ``NBA_LOADTEST_DETAIL_DIR``     where each Locust process writes ``detail-<pid>.json``:
                                 exact latency histograms (10 µs steps), schedule
                                 lateness, fallbacks, measured after spawning completed
@@ -105,6 +107,7 @@ SHOP_SHARE = _float("NBA_LOADTEST_SHOP_SHARE", 0.1)
 CUSTOMERS = max(1, _int("NBA_LOADTEST_CUSTOMERS", 3000))
 POISSON = os.environ.get("NBA_LOADTEST_ARRIVALS", "poisson").strip().lower() != "uniform"
 MAX_LAG_S = _float("NBA_LOADTEST_MAX_LAG_S", 1.0)
+IDLE_CLOSE_S = _float("NBA_LOADTEST_IDLE_CLOSE_S", 4.0)
 DETAIL_DIR = os.environ.get("NBA_LOADTEST_DETAIL_DIR", "").strip()
 HOST = os.environ.get("NBA_LOADTEST_HOST", "http://127.0.0.1:8000")
 
@@ -130,6 +133,13 @@ WEB_PLACEMENTS = (
 SHOP_PLACEMENTS = ("till_screen", "shelf_display")
 DESK_REASONS = ("billing", "complaint", "sales", "service", "contract")
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def describe(response: Any) -> str:
+    """A failure in a line: the status and the start of the body, or the network error."""
+    if not response.status_code:
+        return f"no answer: {response.error!r}"[:300]
+    return f"HTTP {response.status_code}: {(response.text or '')[:200]}"
 
 
 def customer_id(rng: random.Random) -> str:
@@ -297,7 +307,13 @@ class PacedUser(FastHttpUser):
             missed = int(late / self.mean_gap)
             DETAIL.dropped[self.kind] += missed
             self.due += missed * self.mean_gap
-        return max(0.0, self.due - now)
+        wait = max(0.0, self.due - now)
+        if wait > IDLE_CLOSE_S:
+            # The server drops idle keep-alive connections (uvicorn after 5 s); a POST on
+            # a connection it is closing fails and is, rightly, not retried. A caller
+            # that waits that long opens a new connection instead.
+            self.client.client.close()
+        return wait
 
     def arrive(self) -> None:
         """Record how late this arrival starts against its schedule."""
@@ -316,7 +332,7 @@ class PacedUser(FastHttpUser):
             catch_response=True,
         ) as response:
             if response.status_code not in (200, 202):
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                response.failure(describe(response))
                 return None
             try:
                 return orjson.loads(response.content)
@@ -410,7 +426,7 @@ class DeskAgent(PacedUser):
             catch_response=True,
         ) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                response.failure(describe(response))
         if result and result.get("actions") and rng.random() < self.RESPOND_SHARE:
             action = result["actions"][0]
             self.post(
@@ -464,7 +480,7 @@ class EmailSender(PacedUser):
             catch_response=True,
         ) as response:
             if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                response.failure(describe(response))
                 return None
             body: dict[str, Any] = orjson.loads(response.content)
             decisions = body.get("decisions", [])

@@ -35,6 +35,7 @@ from nba.demo.seed import seed_through_kafka
 from nba.demo.world import DemoWorld
 from rules.catalogue import load_catalogue
 from streams.lag import wait_for_lag_zero
+from streams.worker import worker_group
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -198,7 +199,7 @@ def main() -> int:
             asyncio.run(seed_through_kafka(world, endpoints.kafka_brokers, "sim.", progress=False))
             asyncio.run(
                 wait_for_lag_zero(
-                    endpoints.kafka_brokers, "nba-worker", ["sim.crm", "sim.clickstream"]
+                    endpoints.kafka_brokers, worker_group("sim."), ["sim.crm", "sim.clickstream"]
                 )
             )
             base_url = f"http://127.0.0.1:{port}"

@@ -19,6 +19,7 @@ from benchmarks.conftest import _collected
 from engine.embedded import EmbeddedStack
 from feature_store.ops_store import RedisOpsStore
 from streams.lag import consumer_lag
+from streams.worker import worker_group
 
 pytestmark = pytest.mark.benchmark
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
             time.sleep(1.5)  # the next published figures cover the steady run
             figures = worker_figures(endpoints.redis_url)
             lag = asyncio.run(
-                consumer_lag(endpoints.kafka_brokers, "nba-worker", ["sb.clickstream"])
+                consumer_lag(endpoints.kafka_brokers, worker_group("sb."), ["sb.clickstream"])
             )
         finally:
             worker.terminate()

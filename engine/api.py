@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -25,13 +26,14 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth import KeyRing
 from engine.decisions import Decider, DecisionInput
-from engine.errors import BadRequest, NbaError, NotFound
-from engine.events import ClickstreamEvent, CrmEvent, describe, event_topic
+from engine.errors import BadRequest, NbaError, NotFound, Unauthorized
+from engine.events import CUSTOMER_ID, ClickstreamEvent, CrmEvent, describe, event_topic
 from engine.holders import LiveState
-from engine.limits import BodyLimit
+from engine.limits import TOO_LARGE, BodyLimit
 from engine.metrics import Metrics
 from engine.ports import CatalogueAdmin, EventSink, FeatureStore
 from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
@@ -39,6 +41,14 @@ from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
 log = logging.getLogger("nba.api")
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_EVENTS = 1000
+
+
+def check_customer_id(customer_id: str) -> None:
+    if not re.match(CUSTOMER_ID, customer_id):
+        raise BadRequest(
+            "customer_id must be 1 to 128 printable ASCII characters without braces",
+            "customer_id",
+        )
 
 
 class JSON(Response):
@@ -104,12 +114,37 @@ def create_app(services: Services) -> FastAPI:
 
     @app.exception_handler(NbaError)
     async def nba_error(_: Request, exc: NbaError) -> Response:
-        return JSON(exc.body(), status_code=exc.status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSON(exc.body(), status_code=exc.status, headers=headers)
+
+    def unauthenticated(request: Request) -> Response | None:
+        """FastAPI reads a body before the route's key check: a caller without a valid
+        key learns nothing about its body, it gets the 401."""
+        if not request.url.path.startswith("/v1/"):
+            return None
+        try:
+            services.keys.scopes(request.headers.get("authorization"))
+        except Unauthorized as exc:
+            return JSON(exc.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return None
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if (refused := unauthenticated(request)) is not None:
+            return refused
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid"}
+        if first.get("type") == "json_invalid":  # loc holds a character offset, not a field
+            where = first.get("loc", ("body", "?"))[-1]
+            reason = (first.get("ctx") or {}).get("error", "not valid JSON")
+            body = {
+                "error": {
+                    "code": "invalid_request",
+                    "field": "body",
+                    "message": f"body: not valid JSON at character {where}: {reason}",
+                }
+            }
+            return JSON(body, status_code=422)
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         field_name = ".".join(loc) or "body"
         details = [
@@ -119,7 +154,7 @@ def create_app(services: Services) -> FastAPI:
             }
             for e in errors[:20]
         ]
-        body = {
+        answer: dict[str, Any] = {
             "error": {
                 "code": "invalid_request",
                 "field": field_name,
@@ -127,7 +162,33 @@ def create_app(services: Services) -> FastAPI:
                 "details": details,
             }
         }
-        return JSON(body, status_code=422)
+        return JSON(answer, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """The framework's own errors, in the contract's shape."""
+        if request.scope.get(TOO_LARGE):
+            return JSON(BodyLimit.body(), status_code=413)
+        if (refused := unauthenticated(request)) is not None:
+            return refused
+        if exc.status_code == 400:  # the body could not be read or parsed
+            body = {
+                "error": {
+                    "code": "invalid_request",
+                    "field": "body",
+                    "message": f"body: {exc.detail}",
+                }
+            }
+            return JSON(body, status_code=422)
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        shaped: dict[str, Any] = {
+            "error": {
+                "code": codes.get(exc.status_code, "http_error"),
+                "field": None,
+                "message": str(exc.detail),
+            }
+        }
+        return JSON(shaped, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
@@ -222,8 +283,7 @@ def create_app(services: Services) -> FastAPI:
 
     @app.get("/v1/customers/{customer_id}", dependencies=[scope("read")])
     async def customer(customer_id: str) -> Response:
-        if not 1 <= len(customer_id) <= 128:
-            raise BadRequest("customer_id must have 1 to 128 characters", "customer_id")
+        check_customer_id(customer_id)
         state = await services.store.fetch(customer_id)
         history = await services.store.history(customer_id)
         catalogue = services.live.catalogue
@@ -296,8 +356,7 @@ def create_app(services: Services) -> FastAPI:
 
     @app.delete("/v1/customers/{customer_id}", status_code=204, dependencies=[scope("admin")])
     async def erase_customer(customer_id: str) -> Response:
-        if not 1 <= len(customer_id) <= 128:
-            raise BadRequest("customer_id must have 1 to 128 characters", "customer_id")
+        check_customer_id(customer_id)
         await services.store.erase(customer_id)
         return Response(status_code=204)
 

@@ -167,7 +167,7 @@ class Decider:
         state, fallback = await self._fetch(request.customer_id)
         context = {**request.context, "channel": request.channel, "placement": placement}
         if fallback:
-            response = self._fallback(snap, request, placement)
+            response = self._fallback(snap, request, placement, context, now)
             ranked = None
         else:
             ranked = self.rank(snap, request, placement, state, context, now)
@@ -211,7 +211,8 @@ class Decider:
             )
         except Exception:  # the store is away: every decision from the fallback path
             for i, request, placement in valid:
-                out[i] = self._fallback(snap, request, placement)
+                context = {**request.context, "channel": request.channel, "placement": placement}
+                out[i] = self._fallback(snap, request, placement, context, now)
             return out
         work = []
         for (i, request, placement), state in zip(valid, states, strict=True):
@@ -432,15 +433,26 @@ class Decider:
         }
 
     def _fallback(
-        self, snap: Snapshot, request: DecisionInput, placement: str | None
+        self,
+        snap: Snapshot,
+        request: DecisionInput,
+        placement: str | None,
+        context: Mapping[str, Any],
+        now: float,
     ) -> dict[str, Any]:
-        """Default actions of the placement, decided without the store."""
+        """Default actions of the placement, decided without the store, and screened by
+        the rules as for a customer we know nothing of: no consent, no marketing."""
         catalogue = snap.catalogue
-        defaults = [
-            catalogue.actions[int(i)].action
-            for i in catalogue.candidates(request.channel, placement)
-            if placement in catalogue.actions[int(i)].action.default_for
-        ][: request.limit]
+        idx = np.asarray(
+            [
+                i
+                for i in catalogue.candidates(request.channel, placement)
+                if placement in catalogue.actions[int(i)].action.default_for
+            ],
+            dtype=np.intp,
+        )
+        keep, _ = catalogue.screener.screen(idx, {}, context, now)
+        defaults = [catalogue.actions[int(i)].action for i in idx[keep]][: request.limit]
         response = self._envelope(snap, request, placement, "treatment", fallback=True)
         response["actions"] = [
             {

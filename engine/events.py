@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from engine.domain import Outcome, Scalar
 
-CustomerId = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
-]
+# printable ASCII but for the braces, which delimit the store's per-customer hash tag
+CUSTOMER_ID = r"^[\x21-\x7a\x7c\x7e]{1,128}$"
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=CUSTOMER_ID)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+MAX_AMOUNT = 1e12  # sums of amounts stay finite doubles in the store
 
 CLICKSTREAM_TYPES = ("page_view", "product_view", "add_to_cart", "search", "purchase")
 CRM_TYPES = ("profile", "contact", "order", "complaint", "consent")
@@ -33,7 +35,7 @@ class ClickstreamEvent(_Event):
     type: Literal["page_view", "product_view", "add_to_cart", "search", "purchase"]
     category: Annotated[str, StringConstraints(max_length=64)] | None = None
     product_id: Annotated[str, StringConstraints(max_length=128)] | None = None
-    price: float | None = Field(default=None, ge=0)
+    price: float | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     query: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
@@ -49,7 +51,7 @@ class ResponseEvent(_Event):
     decision_id: Annotated[str, StringConstraints(max_length=128)] | None = None
     action_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
     outcome: Outcome
-    value: float | None = None
+    value: float | None = Field(default=None, ge=-MAX_AMOUNT, le=MAX_AMOUNT)
     channel: str | None = None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 MAX_BODY_BYTES = 1024 * 1024
+TOO_LARGE = "nba.body_too_large"  # set in the scope when a chunked body passed the limit
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
@@ -40,6 +41,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    scope[TOO_LARGE] = True  # the framework may catch what we raise
                     raise BodyTooLarge
             return message
 
@@ -55,16 +57,18 @@ class BodyLimit:
             if not started:
                 await self._refuse(send)
 
-    async def _refuse(self, send: Any) -> None:
-        body = orjson.dumps(
-            {
-                "error": {
-                    "code": "body_too_large",
-                    "field": "body",
-                    "message": f"request body over {self.limit} bytes",
-                }
+    @staticmethod
+    def body(limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": "body_too_large",
+                "field": "body",
+                "message": f"request body over {limit} bytes",
             }
-        )
+        }
+
+    async def _refuse(self, send: Any) -> None:
+        body = orjson.dumps(self.body(self.limit))
         await send(
             {
                 "type": "http.response.start",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.domain import Outcome
-from engine.events import CustomerId
+from engine.events import MAX_AMOUNT, CustomerId
 
 ContextValue = Annotated[str, StringConstraints(max_length=256)] | bool | int | float
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -33,7 +33,7 @@ class ResponseRequest(BaseModel):
     action_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
     customer_id: CustomerId
     outcome: Outcome
-    value: float | None = None
+    value: float | None = Field(default=None, ge=-MAX_AMOUNT, le=MAX_AMOUNT)
     timestamp: datetime | None = None
     channel: Name | None = None
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None

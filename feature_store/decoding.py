@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import math
+
 import orjson
 
 from engine.domain import CustomerState
@@ -43,7 +45,7 @@ class ViewDecoder:
             elif name == TIMESTAMP:
                 updated["behaviour"] = float(value)
             else:
-                behaviour_values[name] = orjson.loads(value)
+                behaviour_values[name] = load(value)
         if window_values:
             sums = windows.decode(window_values, self.widths, self.buckets, now)
             for row, name in enumerate(window_names):
@@ -69,5 +71,18 @@ class ViewDecoder:
             if name == TIMESTAMP:
                 updated[view] = float(value)
             else:
-                out[name] = orjson.loads(value)
+                out[name] = load(value)
         return out
+
+
+def load(value: bytes) -> Any:
+    """A stored value; a number beyond a double (a sum that overflowed) reads as null
+    rather than failing the customer's whole read."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        try:
+            number = float(value)
+        except ValueError:
+            return value.decode("utf-8", "replace")
+        return number if math.isfinite(number) else None

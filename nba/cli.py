@@ -407,7 +407,9 @@ def parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--rate", type=float, default=200.0, help="web decisions/s offered")
     loadtest.add_argument("--duration", type=float, default=60.0, help="seconds of measured load")
     loadtest.add_argument("--workers", type=int, default=2, help="API processes to start")
-    loadtest.add_argument("--url", default=None, help="an API already running (else one is started)")
+    loadtest.add_argument(
+        "--url", default=None, help="an API already running (else one is started)"
+    )
     loadtest.add_argument("--out", default="benchmarks/results", help="results folder")
     loadtest.set_defaults(func=cmd_loadtest)
     return root

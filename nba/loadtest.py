@@ -231,6 +231,22 @@ class CpuWatch:
     start: dict[str, dict[int, float]] = field(default_factory=dict)
     start_system: Any = None
     started_at: float = 0.0
+    start_all: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+    @staticmethod
+    def _everything() -> dict[int, tuple[str, float]]:
+        """Every process on the machine: a short description and its CPU seconds."""
+        import psutil
+
+        out: dict[int, tuple[str, float]] = {}
+        for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            info = proc.info
+            times = info.get("cpu_times")
+            if times is None:
+                continue
+            words = [Path(w).name if i == 0 else w for i, w in enumerate(info["cmdline"] or [])]
+            out[proc.pid] = (" ".join(words)[:100] or str(info["name"]), times.user + times.system)
+        return out
 
     def _sample(self) -> dict[str, dict[int, float]]:
         import psutil
@@ -253,6 +269,7 @@ class CpuWatch:
         import psutil
 
         self.start = self._sample()
+        self.start_all = self._everything()
         self.start_system = psutil.cpu_times()
         self.started_at = time.monotonic()
 
@@ -263,7 +280,17 @@ class CpuWatch:
             return {}
         seconds = time.monotonic() - self.started_at
         now = self._sample()
+        everything = self._everything()
         system = psutil.cpu_times()
+        ours = {pid for times in now.values() for pid in times}
+        others = sorted(
+            (
+                (cpu - self.start_all.get(pid, ("", 0.0))[1], what)
+                for pid, (what, cpu) in everything.items()
+                if pid not in ours and pid != os.getpid()
+            ),
+            reverse=True,
+        )
         per_process: dict[str, float] = {}
         for name, times in now.items():
             used = sum(t - self.start[name].get(pid, t) for pid, t in times.items())
@@ -278,6 +305,14 @@ class CpuWatch:
             "machine_busy_percent_of_all_cores": round(100.0 * (1 - idle / total), 1),
             "machine_steal_percent": round(100.0 * deltas.get("steal", 0.0) / total, 1),
             "outside_these_processes": round(100.0 * busy_cores - sum(per_process.values()), 1),
+            "machine_breakdown_percent_of_all_cores": {
+                f: round(100.0 * v / total, 1) for f, v in deltas.items() if v > 0
+            },
+            "busiest_other_processes": [
+                {"percent": round(100.0 * used / seconds, 1), "process": what}
+                for used, what in others[:6]
+                if seconds > 0 and used / seconds >= 0.01
+            ],
         }
 
 
@@ -809,7 +844,7 @@ def _serving(
     from nba.processes import child_env, nba_command, spawn
     from rules.catalogue import load_catalogue
     from streams.lag import wait_for_lag_zero
-    from streams.worker import WORKER_GROUP
+    from streams.worker import worker_group
 
     logs = settings.data_dir / "logs"
     _step("starting Redis and the Kafka-protocol broker (embedded unless configured)")
@@ -832,7 +867,11 @@ def _serving(
             _step(f"streaming the demo world ({customers} customers) through Kafka")
             asyncio.run(seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix))
             topics = [settings.topic("crm"), settings.topic("clickstream")]
-            if not asyncio.run(wait_for_lag_zero(endpoints.kafka_brokers, WORKER_GROUP, topics)):
+            if not asyncio.run(
+                wait_for_lag_zero(
+                    endpoints.kafka_brokers, worker_group(settings.topic_prefix), topics
+                )
+            ):
                 raise RuntimeError(
                     f"the worker did not load the demo events; see {logs / 'loadtest-worker.log'}"
                 )

@@ -81,7 +81,10 @@ def load_pair(registry: ModelRegistry) -> tuple[Any, Any]:
 def build_services(settings: Settings, redis_url: str, brokers: str) -> Services:
     keys, generated = resolve_api_keys(settings)
     if generated:
-        print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}")
+        print(
+            f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}",
+            flush=True,
+        )
     store = RedisFeatureStore.from_url(redis_url)
     live = LiveState(load_catalogue(settings.catalogue))
     catalogue_store = RedisCatalogueStore.from_url(redis_url)

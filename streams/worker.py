@@ -41,6 +41,12 @@ MAX_EVENT_BYTES = 256 * 1024
 WORKER_GROUP = "nba-worker"
 
 
+def worker_group(topic_prefix: str) -> str:
+    """One consumer group per deployment (topic prefix): workers of another prefix on
+    the same broker neither share nor rebalance this one's partitions."""
+    return f"{WORKER_GROUP}-{topic_prefix.rstrip('.') or 'default'}"
+
+
 def decode_event(raw: Any, model: type[E]) -> tuple[E | None, str | None]:
     """The event, or the reason it is refused (for the dead-letter topic)."""
     if not isinstance(raw, bytes | bytearray):
@@ -116,13 +122,17 @@ def create_worker_app(
     brokers: str,
     store_factory: Callable[[], FeatureStore],
     impact_factory: Callable[[], ImpactStore] | None = None,
-    app_id: str = WORKER_GROUP,
+    app_id: str | None = None,
     publish: Callable[[str, dict[str, float]], Awaitable[None]] | None = None,
     learner_factory: Callable[[], Awaitable[Learner]] | None = None,
 ) -> faust.App:
     """A faust app with short group timeouts (the embedded broker joins in ~3 s)."""
+    app_id = app_id or worker_group(settings.topic_prefix)
+    datadir = settings.data_dir / "worker"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = WorkerApp(
         app_id,
+        datadir=str(datadir),
         broker=",".join(f"kafka://{b}" for b in brokers.split(",")),
         value_serializer="raw",
         key_serializer="raw",

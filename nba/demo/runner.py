@@ -18,7 +18,7 @@ from nba.demo.world import DemoWorld
 from nba.processes import child_env, nba_command, spawn, stop
 from rules.catalogue import load_catalogue
 from streams.lag import wait_for_lag_zero
-from streams.worker import WORKER_GROUP
+from streams.worker import worker_group
 
 
 def _step(message: str) -> None:
@@ -48,7 +48,10 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
     children: list[subprocess.Popen[bytes]] = []
     keys, generated = resolve_api_keys(settings)
     if generated:
-        print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}")
+        print(
+            f"generated admin API key (kept in {settings.data_dir / 'admin.key'}): {generated}",
+            flush=True,
+        )
     api_key = next(
         k for k, scopes in keys.items() if "admin" in scopes or {"decide", "respond"} <= set(scopes)
     )
@@ -67,7 +70,11 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
                 seed_through_kafka(world, endpoints.kafka_brokers, settings.topic_prefix)
             )
             topics = [settings.topic("crm"), settings.topic("clickstream")]
-            if not asyncio.run(wait_for_lag_zero(endpoints.kafka_brokers, WORKER_GROUP, topics)):
+            if not asyncio.run(
+                wait_for_lag_zero(
+                    endpoints.kafka_brokers, worker_group(settings.topic_prefix), topics
+                )
+            ):
                 raise RuntimeError(
                     f"the worker did not load the demo events in time; see {logs / 'worker.log'}"
                 )

@@ -64,7 +64,9 @@ async def test_no_marketing_without_consent_and_explanations_name_the_rule() -> 
     store = MemoryFeatureStore()
     await with_profile(store, "c1", **{**ADULT, "consent_marketing": False})
     result = await decider(store).decide(DecisionInput("c1", "web", "home_hero", {}, 5, True))
-    assert all(a["kind"] == "activity" for a in result["actions"])
+    # only service: activities, and the help banner whose purpose is service
+    assert {a["action_id"] for a in result["actions"]} <= {"welcome-series", "help-and-returns"}
+    assert "help-and-returns" in {a["action_id"] for a in result["actions"]}
     reasons = {e["action_id"]: e["excluded_by"] for e in result["excluded"]}
     assert reasons["summer-shoes-10"] == "no-marketing-without-consent"
 
@@ -103,7 +105,8 @@ async def test_store_outage_answers_from_the_fallback_path() -> None:
     store.fail = ConnectionError("redis down")
     result = await decider(store).decide(DecisionInput("c4", "web", "home_hero", {}, 2))
     assert result["fallback"] is True
-    assert [a["action_id"] for a in result["actions"]] == ["autumn-collection"]
+    # defaults screened as for an unknown customer: no consent, so no marketing
+    assert [a["action_id"] for a in result["actions"]] == ["help-and-returns"]
 
 
 async def test_control_group_is_configured_per_channel_sticky_and_logged(tmp_path: Path) -> None:
