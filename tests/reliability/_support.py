@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,9 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import orjson
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from engine.embedded import ensure_topics, find_redis_server, free_port
 from tests.conftest import ROOT, Running
@@ -94,7 +91,9 @@ def start_redis(port: int, directory: Path, *, appendonly: bool = False) -> subp
     return process
 
 
-def wait_redis(port: int, process: subprocess.Popen[bytes] | None = None, timeout_s=20.0) -> None:
+def wait_redis(
+    port: int, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 20.0
+) -> None:
     client = redis.Redis(host=LOOPBACK, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
     deadline = time.monotonic() + timeout_s
     try:
@@ -111,12 +110,6 @@ def wait_redis(port: int, process: subprocess.Popen[bytes] | None = None, timeou
         client.close()
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((LOOPBACK, port)) == 0
-
-
 def api_env(running: Running, data_dir: Path, **overrides: str) -> dict[str, str]:
     """The session server's environment (keys, broker, Redis), on a port and data dir
     of its own; ``overrides`` replace any variable."""
@@ -130,7 +123,9 @@ def api_env(running: Running, data_dir: Path, **overrides: str) -> dict[str, str
     return env
 
 
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path, timeout_s=60.0) -> None:
+def wait_ready(
+    base_url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
@@ -193,56 +188,8 @@ def produce(brokers: str, topic: str, records: Iterable[tuple[bytes | None, byte
     return int(run(lambda: produce_async(brokers, topic, records)))
 
 
-def read_topic(
-    brokers: str, topic: str, done: Callable[[list[dict[str, Any]]], bool], timeout_s=45.0
-) -> list[dict[str, Any]]:
-    """JSON values of ``topic`` from the start, until ``done(values)`` or the timeout."""
-
-    async def go() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=brokers,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            metadata_max_age_ms=500,
-        )
-        await consumer.start()
-        values: list[dict[str, Any]] = []
-        try:
-            deadline = time.monotonic() + timeout_s
-            while not done(values) and time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    values.extend(orjson.loads(r.value) for r in records)
-        finally:
-            await consumer.stop()
-        return values
-
-    result: list[dict[str, Any]] = run(go)
-    return result
-
-
-def eventually(probe: Callable[[], T], timeout_s: float = 45.0, every_s: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s} s (last: {result!r})")
-        time.sleep(every_s)
-
-
 def worker_env(running: Running, data_dir: Path, prefix: str) -> dict[str, str]:
     return api_env(running, data_dir, NBA_TOPIC_PREFIX=prefix)
-
-
-def counter(client: redis.Redis, customer_id: str, field: str) -> float:
-    raw = client.hget(f"nba:{{{customer_id}}}:counters", field)
-    return float(orjson.loads(raw)) if raw is not None else 0.0
-
-
-def redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -253,9 +200,14 @@ def environment_without(env: dict[str, str], *names: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in names}
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def service_actions(base_url: str, key: str = "test-admin-key-0001") -> set[str]:
+    """Ids of the catalogue's actions marked ``purpose: service``: the consent rule
+    (nba/demo/catalogue/rules.yaml) exempts them, so a service banner (help, returns)
+    is not marketing."""
+    reply = httpx.get(f"{base_url}/v1/actions", headers={"Authorization": f"Bearer {key}"})
+    reply.raise_for_status()
+    return {
+        a["id"]
+        for a in reply.json()["actions"]
+        if (a.get("attributes") or {}).get("purpose") == "service"
+    }

@@ -5,6 +5,7 @@ never reach the session server's catalogue."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import string
 import time
@@ -17,9 +18,10 @@ import httpx
 import orjson
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 
 from engine.embedded import free_port
 from tests.conftest import Running, auth
@@ -66,21 +68,11 @@ def check_reply(reply: httpx.Response, what: str) -> None:
             assert isinstance(error.get("field"), str) and error["field"], f"{what}: {error}"
 
 
-# Known problems with a test of their own below (strict xfail); the fuzzer skips only
-# these exact answers so that it keeps finding new ones. Remove each with its fix.
-KNOWN = {
-    # test_an_undecodable_body_is_a_422_naming_the_body
-    (400, b'{"detail":"There was an error parsing the body"}'),
-}
-
-
 def fuzz_operation(operation: Any, base_url: str) -> None:
     """Positive and negative cases of one operation, sent with the admin key."""
     strategy = operation.as_strategy(GenerationMode.POSITIVE)
-    try:
+    with contextlib.suppress(Exception):  # nothing to make invalid (no parameters, no body)
         strategy = strategy | operation.as_strategy(GenerationMode.NEGATIVE)
-    except Exception:  # nothing to make invalid (no parameters, no body)
-        pass
 
     @FUZZ
     @given(case=strategy)
@@ -90,8 +82,6 @@ def fuzz_operation(operation: Any, base_url: str) -> None:
         took = time.perf_counter() - started
         reply = httpx.Response(response.status_code, content=response.content)
         what = f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300}"
-        if (reply.status_code, reply.content) in KNOWN:
-            return
         check_reply(reply, what)
         assert took < 5.0, f"{what} took {took:.1f} s"
 
@@ -105,6 +95,7 @@ def test_no_5xx_and_every_4xx_names_the_problem(fuzz_server: str) -> None:
     failures: list[str] = []
     labels = []
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result  # the schema itself is valid
         operation = result.ok()
         labels.append(operation.label)
         try:
@@ -183,16 +174,6 @@ def test_action_put_with_arbitrary_json(fuzz_server: str, body: Any, action_id: 
     check_reply(reply, f"PUT /v1/actions/{action_id} {body!r:.300}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine/errors.py CatalogueError.body: the 422 for a PUT /v1/actions/{id} body that is "
-        "not a JSON object (null, a list, a number) has error.field = null, because the field "
-        "is taken from the text before ':' of the first problem ('each document must be a "
-        "mapping' has none). Contract §3: a 422 names the field. Fix: fall back to "
-        "field='body' (or have the loader's problems carry their field)."
-    ),
-)
 @pytest.mark.parametrize("body", [None, [], 1, "action"], ids=["null", "list", "number", "string"])
 def test_action_put_with_a_non_object_body_names_the_body(fuzz_server: str, body: Any) -> None:
     reply = httpx.put(
@@ -201,19 +182,6 @@ def test_action_put_with_a_non_object_body_names_the_body(fuzz_server: str, body
     check_reply(reply, f"PUT /v1/actions/fz-a {body!r}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine/api.py create_app: a body that is not UTF-8 (b'\\x80') on a route with a "
-        "pydantic body (decisions, batch, responses) makes FastAPI raise its own "
-        "HTTPException(400, 'There was an error parsing the body'), which no handler of ours "
-        'turns into the contract\'s error shape: the answer is 400 {"detail": …} with no '
-        'error.message/field (also 404/405 from the router answer {"detail": …}). Fix: an '
-        "exception handler for starlette.exceptions.HTTPException that answers "
-        "{'error': {'code', 'message', 'field'}}, mapping a body-parsing 400 to 422 field "
-        "'body'."
-    ),
-)
 @pytest.mark.parametrize("path", ["/v1/decisions", "/v1/decisions/batch", "/v1/responses"])
 def test_an_undecodable_body_is_a_422_naming_the_body(fuzz_server: str, path: str) -> None:
     reply = httpx.post(
@@ -226,16 +194,6 @@ def test_an_undecodable_body_is_a_422_naming_the_body(fuzz_server: str, path: st
     assert reply.status_code == 422
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine/api.py invalid(): for a body that is not valid JSON FastAPI reports "
-        "loc=('body', <character offset>), so the 422 names field '9' (the offset) and says "
-        "'9: JSON decode error' instead of naming the body. Fix: in the "
-        "RequestValidationError handler, when the error type is 'json_invalid' use "
-        "field='body' and put the offset and ctx['error'] in the message."
-    ),
-)
 @pytest.mark.parametrize("path", ["/v1/decisions", "/v1/decisions/batch", "/v1/responses"])
 def test_invalid_json_is_a_422_naming_the_body(fuzz_server: str, path: str) -> None:
     reply = httpx.post(
@@ -249,15 +207,25 @@ def test_invalid_json_is_a_422_naming_the_body(fuzz_server: str, path: str) -> N
 
 
 def test_unknown_route_and_method_answer_json_errors(fuzz_server: str) -> None:
-    """Sanity of the router's own answers (status only: their shape is the xfail above)."""
-    assert httpx.get(f"{fuzz_server}/v1/nothing", headers=ADMIN).status_code == 404
-    assert httpx.patch(f"{fuzz_server}/v1/decisions", headers=ADMIN).status_code == 405
+    """The router's own answers (404, 405) in the contract's error shape."""
+    missing = httpx.get(f"{fuzz_server}/v1/nothing", headers=ADMIN)
+    assert missing.status_code == 404
+    check_reply(missing, "GET /v1/nothing")
+    wrong = httpx.patch(f"{fuzz_server}/v1/decisions", headers=ADMIN)
+    assert wrong.status_code == 405
+    check_reply(wrong, "PATCH /v1/decisions")
 
 
 # -- over-limit requests -----------------------------------------------------------------
 
 MIB = 1024 * 1024
 DECISION = {"customer_id": "fz-limit", "channel": "web"}
+EVENT = {
+    "event_id": "fz-limit-1",
+    "customer_id": "fz-limit",
+    "type": "page_view",
+    "timestamp": "2026-01-01T00:00:00Z",
+}
 
 
 def timed(method: str, url: str, content: bytes) -> tuple[httpx.Response, float]:
@@ -293,41 +261,64 @@ OVERSIZED = [
         "/v1/responses",
         {"action_id": "summer-shoes-10", "customer_id": "fz-limit", "outcome": "impression"},
     ),
-    (
-        "post",
-        "/v1/events",
-        {
-            "event_id": "fz-limit-1",
-            "customer_id": "fz-limit",
-            "type": "page_view",
-            "timestamp": "2026-01-01T00:00:00Z",
-        },
-    ),
+    ("post", "/v1/events", EVENT),
 ]
-NO_BODY_LIMIT = (
-    "engine/api.py create_app: no limit on the request body. A body over 1 MiB that is "
-    "otherwise valid (here: a small request followed by 1 MiB of JSON whitespace) is read, "
-    "parsed and served (200/202); nothing answers 413, and since the body is read before the "
-    "key is checked an unauthenticated caller can make the server buffer any size. Fix: a "
-    "pure-ASGI middleware that answers 413 when Content-Length > 1 MiB and counts the "
-    "received bytes of chunked bodies, before routing and auth."
-)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BODY_LIMIT)
 @pytest.mark.parametrize(("method", "path", "body"), OVERSIZED, ids=[p for _, p, _ in OVERSIZED])
 def test_a_body_over_1_mib_is_refused_fast(
     fuzz_server: str, method: str, path: str, body: Any
 ) -> None:
     reply, took = timed(method, fuzz_server + path, padded(body))
     refused_fast(reply, took, f"{method} {path} {MIB + 1024} bytes")
+    assert reply.status_code == 413
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OVERSIZED, ids=[p for _, p, _ in OVERSIZED])
+def test_a_body_over_1_mib_is_refused_without_a_key_too(
+    fuzz_server: str, method: str, path: str, body: Any
+) -> None:
+    """The limit comes before authentication: nobody makes the server buffer 1 MiB."""
+    started = time.perf_counter()
+    reply = httpx.request(
+        method,
+        fuzz_server + path,
+        content=padded(body),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    refused_fast(reply, time.perf_counter() - started, f"{method} {path} without a key")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OVERSIZED, ids=[p for _, p, _ in OVERSIZED])
+def test_a_chunked_body_over_1_mib_is_refused_fast(
+    fuzz_server: str, method: str, path: str, body: Any
+) -> None:
+    """No Content-Length (chunked transfer): the limit counts the bytes received."""
+    content = padded(body, 3 * MIB)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(content), 64 * 1024):
+            yield content[start : start + 64 * 1024]
+
+    started = time.perf_counter()
+    reply = httpx.request(
+        method,
+        fuzz_server + path,
+        content=chunks(),
+        headers={**ADMIN, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    refused_fast(reply, time.perf_counter() - started, f"chunked {method} {path}")
+    assert reply.status_code == 413, reply.text
 
 
 def test_a_huge_field_over_1_mib_is_refused_fast(fuzz_server: str) -> None:
     body = {**DECISION, "context": {"k": "x" * (MIB + 10)}}
     reply, took = timed("post", f"{fuzz_server}/v1/decisions", orjson.dumps(body))
     refused_fast(reply, took, "decision with a 1 MiB context value")
-    assert reply.json()["error"]["field"].startswith("context")
+    field = reply.json()["error"]["field"]
+    assert field == "body" if reply.status_code == 413 else field.startswith("context"), field
 
 
 def test_a_context_of_more_than_64_keys_is_refused_fast(fuzz_server: str) -> None:
@@ -348,8 +339,7 @@ def test_a_batch_of_more_than_1000_is_refused_fast(fuzz_server: str) -> None:
 
 
 def test_more_than_1000_events_are_refused_fast(fuzz_server: str) -> None:
-    event = OVERSIZED[3][2]
-    body = [{**event, "event_id": f"fz-{uuid.uuid4().hex}"} for _ in range(1001)]
+    body = [{**EVENT, "event_id": f"fz-{uuid.uuid4().hex}"} for _ in range(1001)]
     reply, took = timed("post", f"{fuzz_server}/v1/events", orjson.dumps(body))
     refused_fast(reply, took, "1,001 events")
 

