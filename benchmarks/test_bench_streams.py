@@ -60,7 +60,7 @@ def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
             [sys.executable, "-m", "nba.cli", "worker"],
             env=env,
             cwd=ROOT,
-            stdout=open(tmp_path / "worker.log", "wb"),
+            stdout=(tmp_path / "worker.log").open("wb"),  # noqa: SIM115 (the child owns it)
             stderr=subprocess.STDOUT,
         )
         try:

@@ -620,11 +620,28 @@ def build_report(
         },
         "cpu": run.cpu,
         "machine": machine_info(),
+        "code": code_info(),
     }
     if run.server_before is not None and run.server_after is not None:
         report["server"] = server_report(run.server_before, run.server_after, seconds)
         report["server"]["metrics_scrape_seconds"] = run.scrape_seconds
     return report
+
+
+def code_info() -> dict[str, Any]:
+    """Which code was measured: the commit and how many files differed from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout.strip()
+
+    try:
+        changed = [line for line in git("status", "--porcelain").splitlines() if line]
+        return {"commit": git("rev-parse", "HEAD"), "uncommitted_files": len(changed)}
+    except (OSError, subprocess.SubprocessError):
+        return {}
 
 
 def machine_info() -> dict[str, Any]:
