@@ -60,7 +60,7 @@ def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
             [sys.executable, "-m", "nba.cli", "worker"],
             env=env,
             cwd=ROOT,
-            stdout=(tmp_path / "worker.log").open("wb"),  # noqa: SIM115 (the child owns it)
+            stdout=(tmp_path / "worker.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
         try:
