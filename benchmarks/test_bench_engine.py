@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from benchmarks.conftest import record, timed
-from engine.decisions import Decider, DecisionInput, DecisionPolicy, Selection
+from engine.decisions import Decider, DecisionPolicy
 from engine.embedded import StackEndpoints
 from engine.events import ClickstreamEvent, CrmEvent
 from engine.holders import LiveState
+from engine.selection import DecisionInput, Selection
 from feature_store.redis_store import RedisFeatureStore
 from models.onnx_model import load_current
 from models.registry import ModelRegistry

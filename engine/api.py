@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth import KeyRing
-from engine.decisions import Decider, DecisionInput
+from engine.decisions import Decider
 from engine.errors import BadRequest, NbaError, NotFound, Unauthorized
 from engine.events import CUSTOMER_ID, ClickstreamEvent, CrmEvent, describe, event_topic
 from engine.holders import LiveState
@@ -37,6 +37,7 @@ from engine.limits import TOO_LARGE, BodyLimit
 from engine.metrics import Metrics
 from engine.ports import CatalogueAdmin, EventSink, FeatureStore
 from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
+from engine.selection import DecisionInput
 
 log = logging.getLogger("nba.api")
 STATIC = Path(__file__).resolve().parent / "static"

@@ -5,11 +5,10 @@ second store call only when a chosen action must reserve room in a contact cap."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,21 +17,12 @@ import orjson
 from engine.domain import CustomerState, decision_id
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
-from engine.ports import EventSink, FeatureStore, Reservation
+from engine.ports import EventSink, FeatureStore
+from engine.selection import DecisionInput, Ranked, Selection, in_control
 from rules.catalogue import Catalogue
 
 DAY = 86400.0
 LOG_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionInput:
-    customer_id: str
-    channel: str
-    placement: str | None = None
-    context: Mapping[str, Any] = field(default_factory=dict)
-    limit: int = 1
-    explain: bool = False
 
 
 @dataclass
@@ -42,89 +32,6 @@ class DecisionPolicy:
     control_share: float = 0.05
     budget_s: float = 0.020
     selection_draws: int = 100  # Monte-Carlo draws for the logged selection probabilities
-
-
-def in_control(
-    catalogue: Catalogue, default_share: float, customer_id: str, channel: str, now: float
-) -> bool:
-    """Sticky hold-out: a salted hash of the customer id and the current period."""
-    share = catalogue.control_share(channel, default_share)
-    if share <= 0.0:
-        return False
-    control = catalogue.control()
-    period = int(now // (control.sticky_days * DAY))
-    digest = hashlib.blake2b(
-        f"{control.salt}:{period}:{channel}:{customer_id}".encode(), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "big") / 2**64 < share
-
-
-@dataclass(slots=True)
-class Ranked:
-    """What arbitration made of one decision's eligible candidates."""
-
-    idx: np.ndarray
-    propensity: np.ndarray
-    weight: np.ndarray
-    priority: np.ndarray
-    order: list[int]
-    excluded: list[dict[str, Any]]
-    passed: np.ndarray | None
-    diversity: str | None = None
-    offsets: np.ndarray | None = None  # the adaptive model's starting logits, when on
-    moments: Any = None  # the adaptive model's posterior for these candidates
-
-
-class Selection:
-    """Walks one decision's order: diversity, then room in every contact cap, until
-    ``limit``. It asks for reservations instead of making them, so a batch can send the
-    asks of many decisions to the store in one round trip."""
-
-    def __init__(
-        self, catalogue: Catalogue, request: DecisionInput, ranked: Ranked, reserve: bool = True
-    ) -> None:
-        self.catalogue = catalogue
-        self.request = request
-        self.ranked = ranked
-        self.reserve = reserve
-        self.chosen: list[int] = []
-        self._seen: set[Any] = set()
-        self._order = iter(ranked.order)
-        self._pending: int | None = None
-
-    def _group(self, pos: int) -> Any:
-        diversity = self.ranked.diversity
-        if diversity is None:
-            return None
-        return self.catalogue.views[int(self.ranked.idx[pos])].get(diversity)
-
-    def _take(self, pos: int) -> None:
-        self.chosen.append(pos)
-        group = self._group(pos)
-        if group is not None:
-            self._seen.add(group)
-
-    def next_ask(self) -> Sequence[Reservation] | None:
-        """The caps the next candidate needs room in; None when the selection is done."""
-        while len(self.chosen) < self.request.limit:
-            pos = next(self._order, None)
-            if pos is None:
-                return None
-            group = self._group(pos)
-            if group is not None and group in self._seen:
-                continue
-            action = int(self.ranked.idx[pos])
-            asks = self.catalogue.contact.reservations(action, self.request.channel)
-            if self.reserve and asks:
-                self._pending = pos
-                return asks
-            self._take(pos)
-        return None
-
-    def answer(self, room: bool) -> None:
-        if room and self._pending is not None:
-            self._take(self._pending)
-        self._pending = None
 
 
 class Decider:

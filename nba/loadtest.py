@@ -26,6 +26,13 @@ Written to ``out_dir``: ``<UTC date-time>-loadtest.json`` (per caller and reques
 requests, failures, rates, client latency percentiles; the server's decision-latency
 histogram from ``/metrics`` over the measured window; CPU used per process; the machine)
 and ``<UTC date-time>-loadtest.png`` (requests/s and latency percentiles over time).
+
+Per caller, ``offered_rate`` is the schedule, ``started_rate`` the arrivals that started,
+``achieved_rate`` the requests made per second; an arrival more than a second behind its
+schedule is dropped (``dropped_arrivals``), which happens only when the server cannot keep
+up, and ``schedule_lateness_ms`` shows how late the others started. Client latencies are
+exact to 10 µs and cover the measured window (after all users were spawned); the server's
+come from its ``nba_decision_seconds`` histogram (bucket bounds, interpolated).
 """
 
 from __future__ import annotations
@@ -557,7 +564,7 @@ def build_report(
             "unit": RATE_UNITS[kind],
             "users": users[kind],
             "offered_rate": round(rates[kind], 3),
-            "scheduled_rate": round(detail["arrivals"].get(kind, 0) / seconds, 2),
+            "started_rate": round(detail["arrivals"].get(kind, 0) / seconds, 2),
             "achieved_rate": round(main / seconds, 2),
             "requests": requests,
             "failures": failures,
@@ -796,6 +803,7 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  {kind:<10} offered {c['offered_rate']:>8.2f} achieved {c['achieved_rate']:>8.2f} "
             f"{c['unit']:<12} requests {c['requests']:>7} failures {c['failures']:>3}  "
             f"p50 {c['p50_ms']} p95 {c['p95_ms']} p99 {c['p99_ms']} max {c['max_ms']} ms"
+            + (f"  ({c['dropped_arrivals']} arrivals dropped)" if c["dropped_arrivals"] else "")
         )
     server = report.get("server")
     if server:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.decisions import Decider, DecisionInput, DecisionPolicy
+from engine.decisions import Decider, DecisionPolicy
 from engine.holders import LiveState
+from engine.selection import DecisionInput
 from engine.writes import EventWrites, Put, Stamp
 from feature_store.memory_store import MemoryFeatureStore
 from rules.catalogue import load_catalogue

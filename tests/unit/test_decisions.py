@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from engine.config import DEMO_CATALOGUE
-from engine.decisions import Decider, DecisionInput, DecisionPolicy
+from engine.decisions import Decider, DecisionPolicy
 from engine.errors import BadRequest
 from engine.holders import LiveState
+from engine.selection import DecisionInput
 from engine.writes import EventWrites, Put
 from feature_store.memory_store import MemoryFeatureStore
 from rules.catalogue import load_catalogue
