@@ -942,19 +942,24 @@ def run_loadtest(
     customers: int = 3000,
     locust_processes: int = 1,
     locustfile: Path = LOCUSTFILE,
+    caller_rates: Mapping[str, float] | None = None,
 ) -> int:
     """Drive the API at ``rate`` web decisions/s (the other callers alongside) for
     ``duration`` seconds after ``warmup`` seconds of ramp-up; write the JSON report and
-    the PNG into ``out_dir``. Returns 0 when every request succeeded, 1 when some failed
-    or none was made, 130 when interrupted."""
+    the PNG into ``out_dir``. ``caller_rates`` overrides the arrivals/s of some callers
+    (``desk``, ``email`` in batches, ``responses``; 0 leaves one out). Returns 0 when every
+    request succeeded, 1 when some failed or none was made, 130 when interrupted."""
     if rate <= 0 or duration <= 0 or workers < 1:
         raise ValueError("rate and duration must be positive, workers at least 1")
+    unknown = set(caller_rates or {}) - set(RATE_UNITS)
+    if unknown:
+        raise ValueError(f"unknown callers {sorted(unknown)}; known: {sorted(RATE_UNITS)}")
     warmup = max(warmup, 1.0)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     children: list[subprocess.Popen[bytes]] = []
     cpu = CpuWatch()
-    rates = offered_rates(rate)
+    rates = {**offered_rates(rate), **(caller_rates or {}), "web": rate}
     users = users_for(rates)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
