@@ -142,6 +142,11 @@ def describe(response: Any) -> str:
     return f"HTTP {response.status_code}: {(response.text or '')[:200]}"
 
 
+def _json(value: Any) -> Any:
+    """The request body as bytes (geventhttpclient sends them as they are)."""
+    return orjson.dumps(value)
+
+
 def customer_id(rng: random.Random) -> str:
     return f"c-{rng.randrange(CUSTOMERS):05d}"
 
@@ -217,7 +222,6 @@ class Detail:
 DETAIL = Detail()
 
 
-@events.request.add_listener
 def _on_request(name: str, response_time: float, exception: Any, **_: Any) -> None:
     slot = DETAIL.second(time.time())
     kind = name.split(":", 1)[0]
@@ -242,24 +246,20 @@ def _mark(what: str) -> None:
         (folder / f"{what}-{os.getpid()}").touch()
 
 
-@events.spawning_complete.add_listener
 def _on_spawned(user_count: int, **_: Any) -> None:
     DETAIL.reset()
     _mark("spawned")
 
 
-@events.test_stopping.add_listener
 def _on_stopping(**_: Any) -> None:
     DETAIL.until = time.time()
     _mark("stopping")
 
 
-@events.cpu_warning.add_listener
 def _on_cpu_warning(**_: Any) -> None:
     DETAIL.cpu_warnings += 1
 
 
-@events.quitting.add_listener
 def _on_quitting(**_: Any) -> None:
     if DETAIL_DIR:
         folder = Path(DETAIL_DIR)
@@ -267,6 +267,16 @@ def _on_quitting(**_: Any) -> None:
         (folder / f"detail-{os.getpid()}.json").write_bytes(
             orjson.dumps(DETAIL.dump(), option=orjson.OPT_NON_STR_KEYS)
         )
+
+
+for _event, _listener in (
+    (events.request, _on_request),
+    (events.spawning_complete, _on_spawned),
+    (events.test_stopping, _on_stopping),
+    (events.cpu_warning, _on_cpu_warning),
+    (events.quitting, _on_quitting),
+):
+    _event.add_listener(_listener)
 
 
 # Recent web decisions that the responses class answers (shared within one process).
@@ -326,7 +336,7 @@ class PacedUser(FastHttpUser):
         """POST JSON; the answer's body as a dict, or None (a failure is already counted)."""
         with self.client.post(
             path,
-            data=orjson.dumps(body),
+            data=_json(body),
             headers=self.headers,
             name=name,
             catch_response=True,
@@ -341,7 +351,7 @@ class PacedUser(FastHttpUser):
                 return None
 
     def decide(self, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
-        result = self.post(name, "/v1/decisions", request)
+        result: dict[str, Any] | None = self.post(name, "/v1/decisions", request)
         if result is not None and result.get("fallback"):
             DETAIL.fallbacks[name] += 1
         return result
@@ -361,6 +371,7 @@ class WebVisitor(PacedUser):
         customer = customer_id(rng)
         category = rng.choice(CATEGORIES)
         device = rng.choice(DEVICES)
+        request: dict[str, Any]
         if rng.random() < SHOP_SHARE:
             request = {
                 "customer_id": customer,
@@ -474,7 +485,7 @@ class EmailSender(PacedUser):
         name = "email: POST /v1/decisions/batch"
         with self.client.post(
             "/v1/decisions/batch",
-            data=orjson.dumps({"requests": requests}),
+            data=_json({"requests": requests}),
             headers=self.headers,
             name=name,
             catch_response=True,

@@ -108,7 +108,8 @@ def create_app(services: Services) -> FastAPI:
     topic = services.topic_prefix.__add__
 
     def scope(name: str) -> Any:
-        def check(request: Request, _: Any = Depends(bearer)) -> None:
+        async def check(request: Request, _: Any = Depends(bearer)) -> None:
+            # async: a plain def would run in a thread pool on every request
             services.keys.check(request.headers.get("authorization"), name)
 
         return Depends(check)

@@ -39,12 +39,15 @@ class RedisOpsStore:
         args: list[str | int] = [TTL_S]
         for name, value in fields.items():
             args += [name, repr(float(value))]
-        await PUBLISH.run(await self.redis(), [self.prefix + worker], args)
+        client = await self.redis()
+        await PUBLISH.run(client, [self.prefix + worker], args)
+        await client.sadd(self.prefix + "names", worker)  # so readers never scan the keyspace
 
     async def workers(self) -> dict[str, dict[str, float]]:
         """Every worker's figures; on a cluster every master is scanned."""
         client = await self.redis()
-        keys = [str(key) async for key in client.scan_iter(match=self.prefix + "*", count=100)]
+        names = sorted(_text(n) for n in await client.smembers(self.prefix + "names"))
+        keys = [self.prefix + name for name in names]
         if not keys:
             return {}
         pipe = client.pipeline(transaction=False)
@@ -52,9 +55,15 @@ class RedisOpsStore:
             pipe.hgetall(key)
         out: dict[str, dict[str, float]] = {}
         for key, raw in zip(keys, await pipe.execute(), strict=True):
-            if raw:  # not expired between the scan and the read
-                out[key[len(self.prefix) :]] = {str(k): float(v) for k, v in raw.items()}
+            if raw:
+                out[key[len(self.prefix) :]] = {_text(k): float(v) for k, v in raw.items()}
+            else:  # the worker stopped and its figures expired
+                await client.srem(self.prefix + "names", key[len(self.prefix) :])
         return out
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -156,16 +156,20 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 def scrape(base_url: str) -> dict[str, Any] | None:
-    """The server's decision histograms and counters, by channel; None if unreachable."""
-    from prometheus_client.parser import text_string_to_metric_families
-
+    """The server's ``/metrics``, parsed; None if it does not answer within 30 s."""
     try:
         reply = httpx.get(f"{base_url}/metrics", timeout=30.0)
         reply.raise_for_status()
     except httpx.HTTPError as exc:
         _step(f"could not read {base_url}/metrics: {exc!r}")
         return None
-    text = reply.text
+    return parse_metrics(reply.text)
+
+
+def parse_metrics(text: str) -> dict[str, Any]:
+    """The server's decision histograms and counters, by channel."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     decision: dict[str, dict[float, float]] = collections.defaultdict(dict)
     batch: dict[float, float] = {}
     counts: dict[tuple[str, str, str], float] = {}
@@ -977,7 +981,9 @@ def run_loadtest(
                 )
             else:
                 base_url = url.rstrip("/")
-                api_key = api_key or os.environ.get("NBA_LOADTEST_API_KEY") or _configured_key()
+                api_key = (
+                    api_key or os.environ.get("NBA_LOADTEST_API_KEY") or _configured_key(settings)
+                )
             if not api_key:
                 print(
                     "nba loadtest: no API key with the decide, respond and read scopes "
@@ -1057,13 +1063,15 @@ def run_loadtest(
             signal.signal(signal.SIGTERM, previous)
 
 
-def _configured_key() -> str | None:
+def _configured_key(settings: Settings | None) -> str | None:
+    """A configured key for an API started elsewhere; never a newly generated one."""
     from engine.config import ConfigError, load_settings
 
-    try:
-        settings = load_settings()
-    except ConfigError:
-        return None
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ConfigError:
+            return None
     if settings.api_keys:
         return _pick_key(settings.api_keys)
     path = settings.data_dir / "admin.key"
