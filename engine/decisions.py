@@ -225,6 +225,7 @@ class Decider:
             excluded,
             passed if request.explain else None,
             arbitration.diversity,
+            group_control,
             offsets,
             moments,
         )
@@ -248,9 +249,7 @@ class Decider:
         now: float,
     ) -> dict[str, Any]:
         catalogue = snap.catalogue
-        control = in_control(
-            catalogue, self.policy.control_share, request.customer_id, request.channel, now
-        )
+        control = ranked.control
         arbitration = catalogue.arbitration(request.channel, placement)
         actions = []
         for rank, pos in enumerate(chosen, start=1):

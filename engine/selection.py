@@ -54,6 +54,7 @@ class Ranked:
     excluded: list[dict[str, Any]]
     passed: np.ndarray | None
     diversity: str | None = None
+    control: bool = False  # the hold-out group, decided once per decision
     offsets: np.ndarray | None = None  # the adaptive model's starting logits, when on
     moments: Any = None  # the adaptive model's posterior for these candidates
 

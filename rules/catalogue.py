@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,22 @@ class Catalogue:
     by_id: Mapping[str, CompiledAction] = field(repr=False)
     ids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=object))
 
-    def channel_names(self) -> set[str]:
-        return {channel for channel, _ in self.index} | set(self.settings.channels)
+    def channel_names(self) -> frozenset[str]:
+        return self._known[0]
 
     def placements(self, channel: str) -> list[str]:
-        named = {p for c, p in self.index if c == channel and p is not None}
-        config = self.settings.channels.get(channel)
-        return sorted(named | set(config.placements if config else ()))
+        return list(self._known[1].get(channel, ()))
+
+    @cached_property
+    def _known(self) -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+        """Channels and their placements, worked out once (each request checks them)."""
+        channels = {channel for channel, _ in self.index} | set(self.settings.channels)
+        placements = {}
+        for channel in channels:
+            named = {p for c, p in self.index if c == channel and p is not None}
+            config = self.settings.channels.get(channel)
+            placements[channel] = tuple(sorted(named | set(config.placements if config else ())))
+        return frozenset(channels), placements
 
     def default_placement(self, channel: str) -> str | None:
         config = self.settings.channels.get(channel)

@@ -74,23 +74,6 @@ async def seed_directly(world: DemoWorld, store: FeatureStore, progress: bool = 
     return applied
 
 
-async def wait_until_loaded(
-    world: DemoWorld, store: FeatureStore, timeout_s: float = 120.0
-) -> bool:
-    """True once the last customers' profiles and behaviour are visible in the store."""
-    probes = world.customers[-3:]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        states = [await store.fetch(c.customer_id) for c in probes]
-        if all(
-            s.profile and s.behaviour.get("views_total") == sum(c.views.values())
-            for s, c in zip(states, probes, strict=True)
-        ):
-            return True
-        await asyncio.sleep(0.5)
-    return False
-
-
 def logged_history(world: DemoWorld, catalogue: Catalogue, rows: int = 40_000) -> TrainingSet:
     """A uniformly random logging policy over each placement's actions, answered by
     the world's hidden truth: the history a first model learns from."""
