@@ -96,6 +96,13 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
     )
     decider = Decider(store, live, sink, policy, decisions_topic=settings.topic("decisions"))
 
+    async def warm_store() -> None:
+        """Connect (and detect a cluster) before the first request, whose budget is 20 ms."""
+        try:
+            await store.ping()
+        except Exception as exc:
+            log.error("the store is not reachable yet (%s); decisions fall back until it is", exc)
+
     async def initial_catalogue() -> None:
         """The files plus the stored changes; if the store is away, the files alone."""
         try:
@@ -124,7 +131,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         uplift_report=uplift_report,
         stream_workers=ops.workers,
         topic_prefix=settings.topic_prefix,
-        on_start=[sink.start, initial_catalogue],
+        on_start=[sink.start, warm_store, initial_catalogue],
         background=[
             lambda: watch_models(registry, live),
             manager.watch,
