@@ -159,7 +159,7 @@ def budget_problems(samples: list[Sample]) -> list[str]:
     over = [
         s.took_ms for s in samples if s.took_ms is None or s.took_ms > BUDGET_MS + TOOK_SLACK_MS
     ]
-    if len(over) > len(samples) // 100:
+    if len(over) > max(2, len(samples) // 100):  # scheduler stalls on a shared 2-vCPU box
         problems.append(f"{len(over)} of {len(samples)} over the budget: {over[:10]}")
     return problems
 
