@@ -13,15 +13,21 @@ from engine.features import FeatureConfig, derived_features
 from feature_store import windows
 
 TIMESTAMP = "_ts"
+_NAMES_KEPT = 10_000
 
 
 class ViewDecoder:
+    """Turns a customer's raw hashes into features; runs once per decision, so what
+    depends only on a field's name (its text, the feature names a window counter
+    expands to) is worked out the first time that name is seen and kept."""
+
     def __init__(self, features: FeatureConfig) -> None:
         self.features = features
         behaviour = features.views.behaviour
         self.labels = list(behaviour.windows)
-        self.widths = behaviour.widths
-        self.buckets = behaviour.buckets
+        self.windows = windows.WindowReader(behaviour.widths, behaviour.buckets)
+        self._names: dict[Any, str] = {}
+        self._expanded: dict[Any, tuple[str, ...]] = {}
 
     def state(
         self,
@@ -36,20 +42,21 @@ class ViewDecoder:
         behaviour_values: dict[str, Any] = {}
         window_names: list[str] = []
         window_values: list[bytes] = []
+        expanded = self._expanded
         for key, value in behaviour.items():
-            name = key.decode() if isinstance(key, bytes) else str(key)
             if value[:1] == windows.PREFIX:
-                window_names.append(name)
+                names = expanded.get(key) or self._expand(key)
+                window_names += names
                 window_values.append(value)
-            elif name == TIMESTAMP:
+                continue
+            name = self._name(key)
+            if name == TIMESTAMP:
                 updated["behaviour"] = float(value)
             else:
                 behaviour_values[name] = load(value)
         if window_values:
-            sums = windows.decode(window_values, self.widths, self.buckets, now)
-            for row, name in enumerate(window_names):
-                for col, label in enumerate(self.labels):
-                    behaviour_values[name.replace("{w}", label)] = float(sums[row, col])
+            sums = self.windows.sums(window_values, now).ravel().tolist()
+            behaviour_values.update(zip(window_names, sums, strict=True))
         behaviour_values.update(
             derived_features(profile_values, behaviour_values, self.features, now)
         )
@@ -62,11 +69,29 @@ class ViewDecoder:
             updated=updated,
         )
 
-    @staticmethod
-    def _plain(raw: Mapping[Any, bytes], view: str, updated: dict[str, float]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
+    def _name(self, key: Any) -> str:
+        name = self._names.get(key)
+        if name is None:
             name = key.decode() if isinstance(key, bytes) else str(key)
+            if len(self._names) < _NAMES_KEPT:  # field names are a schema, not data;
+                self._names[key] = name  # the bound only guards against a flood
+        return name
+
+    def _expand(self, key: Any) -> tuple[str, ...]:
+        """A window counter's feature names, one per window, in the reader's order."""
+        name = self._name(key)
+        names = tuple(name.replace("{w}", label) for label in self.labels)
+        if len(self._expanded) < _NAMES_KEPT:
+            self._expanded[key] = names
+        return names
+
+    def _plain(
+        self, raw: Mapping[Any, bytes], view: str, updated: dict[str, float]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        names = self._names
+        for key, value in raw.items():
+            name = names.get(key) or self._name(key)
             if name == TIMESTAMP:
                 updated[view] = float(value)
             else:

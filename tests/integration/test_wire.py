@@ -1,0 +1,200 @@
+"""The decision's Redis connection (feature_store.wire) against a real redis-server of its
+own, which the tests kill, freeze and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import hiredis
+import pytest
+import redis
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.embedded import find_redis_server, free_port
+from feature_store.wire import WireAddress, WireConnection, pack
+
+
+class Server:
+    """One redis-server on a free loopback port, restartable on the same port."""
+
+    def __init__(self, folder: Path, *extra: str) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *(find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.folder), *self.extra),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                password = self.extra[1] if self.extra[:1] == ("--requirepass",) else None
+                redis.Redis(port=self.port, password=password, socket_timeout=1).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(5)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    own = Server(tmp_path)
+    own.start()
+    yield own
+    own.kill()
+
+
+def test_urls_name_host_port_credentials_and_database() -> None:
+    assert WireAddress.parse("redis://127.0.0.1:7001/2") == WireAddress("127.0.0.1", 7001, db=2)
+    assert WireAddress.parse("redis://u%40x:p%3Aw@h:1") == WireAddress(
+        "h", 1, username="u@x", password="p:w"
+    )
+    assert WireAddress.parse("unix:///tmp/r.sock?db=4") == WireAddress(path="/tmp/r.sock", db=4)
+    assert WireAddress.parse("rediss://h:1") is None  # TLS stays on redis-py
+    assert WireAddress.parse("") is None
+
+
+parts = st.one_of(
+    st.binary(max_size=40), st.text(max_size=20), st.integers(), st.floats(allow_nan=False)
+)
+
+
+@given(st.lists(st.lists(parts, min_size=1, max_size=6), min_size=1, max_size=8))
+def test_packed_commands_parse_back_to_their_parts(commands: list[list[object]]) -> None:
+    reader = hiredis.Reader()
+    reader.feed(pack(commands))  # type: ignore[arg-type]
+    for command in commands:
+        expected = [
+            p if isinstance(p, bytes) else (repr(p) if isinstance(p, float) else str(p)).encode()
+            for p in command
+        ]
+        assert reader.gets() == expected
+    assert reader.gets() is False
+
+
+@pytest.mark.integration
+async def test_concurrent_callers_each_get_their_own_replies(server: Server) -> None:
+    redis.Redis(port=server.port).mset({f"k{i}": f"v{i}" for i in range(300)})
+    wire = WireConnection(WireAddress(port=server.port))
+
+    async def read(i: int) -> list[object]:
+        return await wire.execute([("GET", f"k{i}"), ("GET", f"k{(i + 1) % 300}")])
+
+    async def read_or_give_up(i: int) -> list[object] | None:
+        if i % 7:
+            return await read(i)
+        # some callers give up once their request is sent: their replies must not go
+        # to others
+        task = asyncio.ensure_future(read(i))
+        await asyncio.sleep(0)
+        task.cancel()
+        return None
+
+    try:
+        for _ in range(3):
+            results = await asyncio.gather(*(read_or_give_up(i) for i in range(300)))
+            for i, got in enumerate(results):
+                if got is not None:
+                    assert got == [f"v{i}".encode(), f"v{(i + 1) % 300}".encode()]
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_a_caller_that_gave_up_does_not_disturb_the_next(server: Server) -> None:
+    redis.Redis(port=server.port).set("k", "v")
+    wire = WireConnection(WireAddress(port=server.port))
+    try:
+        with pytest.raises(TimeoutError):  # the server answers (nil) after 0.3 s
+            await asyncio.wait_for(wire.execute([("BLPOP", "empty", "0.3")]), 0.05)
+        got = await asyncio.wait_for(wire.execute([("GET", "k")]), 2)
+        assert got == [b"v"]
+        assert await wire.execute([("PING",)]) == [b"PONG"]
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_an_error_reply_comes_back_in_its_place(server: Server) -> None:
+    wire = WireConnection(WireAddress(port=server.port))
+    try:
+        redis.Redis(port=server.port).set("s", "x")
+        replies = await wire.execute([("HGETALL", "s"), ("GET", "s")])
+        assert isinstance(replies[0], hiredis.ReplyError) and "WRONGTYPE" in str(replies[0])
+        assert replies[1] == b"x"
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_password_and_database_come_from_the_url(tmp_path: Path) -> None:
+    own = Server(tmp_path, "--requirepass", "s3cret")
+    own.start()
+    try:
+        redis.Redis(port=own.port, password="s3cret", db=3).set("where", "db3")
+        good = WireConnection(WireAddress.parse(f"redis://:s3cret@127.0.0.1:{own.port}/3"))  # type: ignore[arg-type]
+        assert await good.execute([("GET", "where")]) == [b"db3"]
+        good.close()
+        bad = WireConnection(WireAddress(port=own.port, password="wrong"))
+        with pytest.raises(ConnectionError, match="refused"):
+            await bad.execute([("GET", "where")])
+    finally:
+        own.kill()
+
+
+@pytest.mark.integration
+async def test_a_killed_server_fails_waiting_calls_and_a_restarted_one_serves_again(
+    server: Server,
+) -> None:
+    wire = WireConnection(WireAddress(port=server.port), timeout_s=2.0)
+    try:
+        assert await wire.execute([("PING",)]) == [b"PONG"]
+        waiting = asyncio.ensure_future(wire.execute([("BLPOP", "never", "0")]))
+        await asyncio.sleep(0.1)
+        server.kill()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(OSError):  # refused while it is down: no hang
+            await asyncio.wait_for(wire.execute([("PING",)]), 5)
+        server.start()
+        assert await wire.execute([("PING",)]) == [b"PONG"]
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_a_frozen_server_fails_waiting_calls_within_the_timeout(server: Server) -> None:
+    wire = WireConnection(WireAddress(port=server.port), timeout_s=0.3)
+    assert server.process is not None
+    try:
+        assert await wire.execute([("PING",)]) == [b"PONG"]
+        os.kill(server.process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(wire.execute([("PING",)]), 5)
+        assert time.monotonic() - started < 2.0
+        os.kill(server.process.pid, signal.SIGCONT)
+        assert await wire.execute([("PING",)]) == [b"PONG"]
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        wire.close()
