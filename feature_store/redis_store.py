@@ -21,13 +21,12 @@ from redis.asyncio.cluster import RedisCluster
 from engine.domain import MAX_STAMPS, CustomerState
 from engine.features import FeatureConfig, load_features
 from engine.ports import Reservation
-from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount
+from engine.writes import EventWrites
+from feature_store.apply_codec import ApplyCodec
 from feature_store.connect import Client, LazyRedis, Script, scan_slot
 from feature_store.decoding import ViewDecoder
 from feature_store.wire import WireAddress, WireConnection
 
-VIEWS = ("profile", "behaviour", "counters", "history")
-_VIEW_INDEX = {view: i + 2 for i, view in enumerate(VIEWS)}  # KEYS[1] is the marker
 SCRIPTS = resources.files("feature_store")
 APPLY_ONCE = Script(SCRIPTS.joinpath("apply_once.lua").read_text())
 RESERVE = Script(SCRIPTS.joinpath("reserve.lua").read_text())
@@ -59,6 +58,7 @@ class RedisFeatureStore:
             str(int(v.ttl_days * 86400))
             for v in (views.profile, views.behaviour, views.contacts, views.contacts)
         )
+        self.codec = ApplyCodec(prefix, dedupe_ttl_s, self.view_ttls)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisFeatureStore:
@@ -125,31 +125,17 @@ class RedisFeatureStore:
         return [bool(r) for r in await RESERVE.run_many(await self.redis(), calls)]
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
+        """One script call per customer of the batch (see :mod:`feature_store.apply_codec`),
+        all in one pipeline; the answer is per event, in the batch's order."""
         if not batch:
             return []
-        calls = [self._script_call(event) for event in batch]
-        return [bool(r) for r in await APPLY_ONCE.run_many(await self.redis(), calls)]
-
-    def _script_call(self, event: EventWrites) -> tuple[list[str], list[str | float]]:
-        cid = event.customer_id
-        keys = [f"{self.prefix}{{{cid}}}:seen:{event.event_id}"]
-        keys += [self.key(cid, view) for view in VIEWS]
-        args: list[str | float] = [self.dedupe_ttl_s, self.view_ttls, repr(time.time())]
-        for write in event.writes:
-            index = _VIEW_INDEX[write.view]
-            if isinstance(write, Put):
-                args += ["put", index, write.field, orjson.dumps(write.value).decode()]
-            elif isinstance(write, Increment):
-                args += ["incr", index, write.field, repr(float(write.amount))]
-            elif isinstance(write, Append):
-                args += ["append", index, write.keep, orjson.dumps(write.value).decode()]
-            elif isinstance(write, Stamp):
-                args += ["stamp", index, write.field, orjson.dumps([write.at, write.keep]).decode()]
-            elif isinstance(write, WindowCount):
-                args += ["window", index, write.field, f"{write.at!r};{write.layout}"]
-            elif isinstance(write, Session):
-                args += ["session", index, write.field, f"{write.at!r};{write.gap_s!r}"]
-        return keys, args
+        calls, positions = self.codec.calls(batch, time.time())
+        replies = await APPLY_ONCE.run_many(await self.redis(), calls)
+        applied = [False] * len(batch)
+        for where, reply in zip(positions, replies, strict=True):
+            for n, new in zip(where, reply, strict=True):
+                applied[n] = bool(new)
+        return applied
 
     async def reserve(
         self, customer_id: str, reservations: Sequence[Reservation], now: float
