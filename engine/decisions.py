@@ -402,7 +402,9 @@ class Decider:
                 weights = np.divide(ranked.priority, np.maximum(ranked.propensity, 1e-12))
                 draws = self.policy.selection_draws
                 p_chosen = np.clip(
-                    ranked.moments.selection_probabilities(scorer.rng, draws, weights),
+                    ranked.moments.selection_probabilities(
+                        scorer.rng, draws, weights, getattr(scorer, "normals", None)
+                    ),
                     0.5 / draws,
                     1.0,
                 )
@@ -410,7 +412,11 @@ class Decider:
                 p_chosen = np.array([1.0 if i in chosen else 0.0 for i in ids])
             if hasattr(scorer, "offsets") and response["actions"]:
                 shown = [snap.catalogue.by_id[a["action_id"]].index for a in response["actions"]]
-                offsets = scorer.offsets(customer, context, np.asarray(shown, dtype=np.intp))
+                where = [np.flatnonzero(ranked.idx == i) for i in shown]
+                if ranked.offsets is not None and all(len(w) for w in where):
+                    offsets = ranked.offsets[[int(w[0]) for w in where]]  # no second call
+                else:  # a placement default, not ranked
+                    offsets = scorer.offsets(customer, context, np.asarray(shown, dtype=np.intp))
                 learn = [
                     {
                         "action_id": snap.catalogue.actions[i].action.id,

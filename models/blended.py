@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.adaptive import AdaptiveModel, Moments
+from models.adaptive import AdaptiveModel, Moments, NormalPool
 from models.hashing import logit
 
 __all__ = ["BlendedScorer", "ProbabilityScorer"]
@@ -65,8 +65,17 @@ class BlendedScorer:
         self.seed = seed
         self.draws = draws
         self.rng = np.random.default_rng(seed)
+        self._normals: NormalPool | None = None
         self.table = adaptive.bind(actions, priors)
         self.version = "adaptive" if base is None else f"{base.version}+adaptive"
+
+    @property
+    def normals(self) -> NormalPool:
+        """Normals made ahead for the logged selection probabilities (made on first use:
+        a scorer is rebuilt at every catalogue or model change)."""
+        if self._normals is None:
+            self._normals = NormalPool(self.rng)
+        return self._normals
 
     def offsets(
         self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
@@ -116,4 +125,4 @@ class BlendedScorer:
         """P(each candidate ranks first), Monte-Carlo over ``draws`` Thompson draws: the
         propensity to log for off-policy evaluation."""
         moments = self.moments(customer, context, action_indices)
-        return moments.selection_probabilities(self.rng, self.draws, weights)
+        return moments.selection_probabilities(self.rng, self.draws, weights, self.normals)

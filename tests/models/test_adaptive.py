@@ -409,3 +409,23 @@ def test_selection_probabilities_match_the_sampler() -> None:
     assert estimate[2] > estimate[0] > estimate[3]
     weighted = scorer.selection_probabilities({}, {}, rows, weights=np.array([1, 1, 1, 1e6]))
     assert weighted[3] > 0.9
+
+
+def test_selection_probabilities_skip_hopeless_candidates_and_agree_with_fresh_draws() -> None:
+    from models.adaptive import Moments, NormalPool
+
+    moments = Moments(
+        mean=np.array([0.0, 0.2, -12.0, 0.1]),
+        variance=np.array([0.3, 0.3, 0.3, 0.3]),
+        shared_mean=0.0,
+        shared_variance=0.5,
+    )
+    weights = np.array([1.0, 1.0, 1.0, 1.2])
+    rng = np.random.default_rng(4)
+    fresh = moments.selection_probabilities(rng, 20_000, weights)
+    pooled = moments.selection_probabilities(rng, 10_000, weights, NormalPool(rng, size=1 << 18))
+    assert fresh[2] == pooled[2] == 0.0  # 12 logits behind: never first, never drawn
+    assert fresh.sum() == pytest.approx(1.0) and pooled.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(pooled, fresh, atol=0.025)  # se of each ≤ 0.005
+    unweighted = moments.selection_probabilities(rng, 20_000)
+    assert unweighted[2] == 0.0 and unweighted[1] > unweighted[3] > unweighted[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pytest
 
 from engine.config import DEMO_CATALOGUE
@@ -160,3 +162,46 @@ async def test_actions_outside_their_validity_window_are_not_offered(tmp_path: P
     )
     assert [a["action_id"] for a in result["actions"]] == ["now"]
     assert result["excluded"] == [{"action_id": "past", "excluded_by": "validity_window"}]
+
+
+class CountingModel:
+    """A base model whose probabilities depend on the action only; counts its calls."""
+
+    version = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def bind(self, views: list[dict[str, object]]) -> CountingModel:
+        self.n = len(views)
+        return self
+
+    def score(self, customer: object, context: object, action_indices: object) -> np.ndarray:
+        self.calls += 1
+        rows = np.asarray(action_indices)
+        found: np.ndarray = 0.05 + 0.9 * (rows + 1) / (self.n + 1)
+        return found
+
+
+async def test_the_log_keeps_the_offsets_the_ranking_used_from_one_model_call() -> None:
+    from models.adaptive import AdaptiveModel
+    from models.hashing import logit
+    from nba.adaptive import blend_with
+
+    store = MemoryFeatureStore()
+    await with_profile(store, "c-log", **ADULT)
+    model = CountingModel()
+    live = LiveState(load_catalogue(DEMO_CATALOGUE), model, blend=blend_with(AdaptiveModel()))
+    sink = ListSink()
+    engine = Decider(store, live, sink, DecisionPolicy(control_share=0.0))
+    result = await engine.decide(DecisionInput("c-log", "web", limit=2))
+    assert model.calls == 1  # one base-model call serves ranking and log
+    record = orjson.loads(sink.records[-1][2])
+    assert [r["action_id"] for r in record["learn"]] == [a["action_id"] for a in result["actions"]]
+    catalogue = live.catalogue
+    for entry in record["learn"]:
+        row = catalogue.by_id[entry["action_id"]].index
+        assert entry["offset"] == pytest.approx(float(logit(model.score({}, {}, [row]))[0]))
+    p_chosen = record["candidates"]["p_chosen"]
+    assert all(0.005 <= p <= 1.0 for p in p_chosen)  # clipped below: logged for IPS
+    assert max(p_chosen) > 1 / len(p_chosen)
