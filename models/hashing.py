@@ -137,14 +137,21 @@ def _entry(source: str, key: str, value: Any) -> _Entry | None:
         value_hash = token("value", value)
         pair = token(source, key) ^ value_hash
         return pair, pair, value_hash
-    if not isinstance(value, int | float):
+    level = _level(value)
+    return None if level is None else _numeric_entry(source, key, level)
+
+
+def _level(value: Any) -> int | None:
+    """The bucket of a number (not a bool); None for anything else."""
+    if not isinstance(value, int | float) or value.__class__ is bool:
         return None
     try:
-        level = bucket(float(value))
+        return bucket(float(value))
     except OverflowError:  # an int beyond float range
         return None
-    if level is None:
-        return None
+
+
+def _numeric_entry(source: str, key: str, level: int) -> _Entry:
     if "_" not in key:
         return token(source, key, f"#{level}"), 0, 0
     prefix, suffix = key.rsplit("_", 1)
@@ -208,22 +215,26 @@ class Hasher:
         self.dims = 1 << bits
         self.shift = np.uint64(63 - bits)
         self._cache: dict[tuple[str, str, Any], _Entry | None] = {}
+        self._levels: dict[tuple[str, str, int], _Entry] = {}
 
     def request(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> RequestPart:
         cache = self._cache
         if len(cache) > CACHE_LIMIT:
             cache.clear()
+        if len(self._levels) > CACHE_LIMIT:
+            self._levels.clear()
         tokens: list[int] = [GLOBAL_BIAS]
         crossing: list[int] = []
         values: list[int] = []
         for source, mapping in (("customer", customer), ("context", context)):
             for key, value in mapping.items():
+                if value.__class__ is bool:  # True == 1 as a key: keep them apart
+                    value = "true" if value else "false"  # (what _entry hashes anyway)
                 slot = (source, key, value)
                 try:
                     entry = cache[slot]
                 except KeyError:
-                    entry = None if key[:1] == "_" else _entry(source, key, value)
-                    cache[slot] = entry
+                    entry = self._miss(source, key, value)
                 except TypeError:  # unhashable: a list or a dict
                     continue
                 if entry is not None:
@@ -241,6 +252,25 @@ class Hasher:
             (array >> self.shift).view(np.int64),
             shared_values,
         )
+
+    def _miss(self, source: str, key: str, value: Any) -> _Entry | None:
+        """A value not seen yet. Numbers that vary from decision to decision (minutes
+        since a visit, a CLV) would rarely repeat, so they are kept by their bucket,
+        which does, and hashed once per bucket rather than once per value."""
+        if key[:1] == "_":
+            entry = None
+        elif (level := _level(value)) is not None:
+            slot = (source, key, level)
+            found = self._levels.get(slot)
+            if found is None:
+                found = self._levels[slot] = _numeric_entry(source, key, level)
+            if value.__class__ is float and not value.is_integer():
+                return found  # not kept by value: it would crowd out the others
+            entry = found
+        else:
+            entry = _entry(source, key, value)
+        self._cache[(source, key, value)] = entry
+        return entry
 
     def table(
         self, views: Sequence[Mapping[str, Any]], priors: Sequence[float] | None = None

@@ -429,3 +429,32 @@ def test_selection_probabilities_skip_hopeless_candidates_and_agree_with_fresh_d
     np.testing.assert_allclose(pooled, fresh, atol=0.025)  # se of each ≤ 0.005
     unweighted = moments.selection_probabilities(rng, 20_000)
     assert unweighted[2] == 0.0 and unweighted[1] > unweighted[3] > unweighted[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["age", "clv", "views_1h_shoes", "segment", "vip", "_ts"]),
+            st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True),
+                st.integers(-(10**20), 10**20),
+                st.booleans(),
+                st.sampled_from(["gold", "silver"]),
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_request_tokens_do_not_depend_on_what_the_cache_saw_before(
+    customers: list[dict[str, Any]],
+) -> None:
+    from models.hashing import Hasher
+
+    warm = Hasher(bits=12)
+    for customer in customers:  # a hasher that saw the others first, and a fresh one
+        seen, fresh = warm.request(customer, {}), Hasher(bits=12).request(customer, {})
+        assert seen.tokens.tolist() == fresh.tokens.tolist()
+        assert seen.crossing.tolist() == fresh.crossing.tolist()
+        assert seen.values.tolist() == fresh.values.tolist()
