@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ from engine.features import FeatureConfig, derived_features
 from feature_store import windows
 
 TIMESTAMP = "_ts"
+RawViews = tuple[str, Mapping[Any, bytes], Mapping[Any, bytes], Mapping[Any, bytes]]
 _NAMES_KEPT = 10_000
 
 
@@ -37,6 +38,41 @@ class ViewDecoder:
         counters: Mapping[Any, bytes],
         now: float,
     ) -> CustomerState:
+        return self.states([(customer_id, profile, behaviour, counters)], now)[0]
+
+    def states(self, rows: Sequence[RawViews], now: float) -> list[CustomerState]:
+        """Several customers at once (a batch): their window counters are summed in one
+        numpy pass, whose fixed cost would otherwise be paid per customer."""
+        parts = [self._split(row) for row in rows]
+        values = [v for part in parts for v in part[3]]
+        sums = self.windows.sums(values, now).ravel().tolist() if values else []
+        out = []
+        at = 0
+        for (customer_id, profile, behaviour, counters), part in zip(rows, parts, strict=True):
+            profile_values, behaviour_values, names, _, updated = part
+            if names:
+                behaviour_values.update(zip(names, sums[at : at + len(names)], strict=True))
+                at += len(names)
+            behaviour_values.update(
+                derived_features(profile_values, behaviour_values, self.features, now)
+            )
+            out.append(
+                CustomerState(
+                    customer_id=customer_id,
+                    profile=profile_values,
+                    behaviour=behaviour_values,
+                    counters=self._plain(counters, "counters", updated),
+                    known=bool(profile or behaviour or counters),
+                    updated=updated,
+                )
+            )
+        return out
+
+    def _split(
+        self, row: RawViews
+    ) -> tuple[dict[str, Any], dict[str, Any], list[str], list[bytes], dict[str, float]]:
+        """Plain values decoded; window counters set aside with their feature names."""
+        _, profile, behaviour, _ = row
         updated: dict[str, float] = {}
         profile_values = self._plain(profile, "profile", updated)
         behaviour_values: dict[str, Any] = {}
@@ -45,8 +81,7 @@ class ViewDecoder:
         expanded = self._expanded
         for key, value in behaviour.items():
             if value[:1] == windows.PREFIX:
-                names = expanded.get(key) or self._expand(key)
-                window_names += names
+                window_names += expanded.get(key) or self._expand(key)
                 window_values.append(value)
                 continue
             name = self._name(key)
@@ -54,20 +89,7 @@ class ViewDecoder:
                 updated["behaviour"] = float(value)
             else:
                 behaviour_values[name] = load(value)
-        if window_values:
-            sums = self.windows.sums(window_values, now).ravel().tolist()
-            behaviour_values.update(zip(window_names, sums, strict=True))
-        behaviour_values.update(
-            derived_features(profile_values, behaviour_values, self.features, now)
-        )
-        return CustomerState(
-            customer_id=customer_id,
-            profile=profile_values,
-            behaviour=behaviour_values,
-            counters=self._plain(counters, "counters", updated),
-            known=bool(profile or behaviour or counters),
-            updated=updated,
-        )
+        return profile_values, behaviour_values, window_names, window_values, updated
 
     def _name(self, key: Any) -> str:
         name = self._names.get(key)

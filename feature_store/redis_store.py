@@ -98,11 +98,11 @@ class RedisFeatureStore:
                 for view in _READ_VIEWS:
                     pipe.hgetall(self.key(customer_id, view))
             raw = await pipe.execute()
-        now = time.time()
-        return [
-            self.decoder.state(customer_id, raw[3 * n], raw[3 * n + 1], raw[3 * n + 2], now)
+        rows = [
+            (customer_id, raw[3 * n], raw[3 * n + 1], raw[3 * n + 2])
             for n, customer_id in enumerate(customer_ids)
         ]
+        return self.decoder.states(rows, time.time())
 
     async def _decide_wire(self) -> WireConnection | None:
         """The wire connection if the URL names a single server, decided once."""

@@ -187,6 +187,38 @@ async def test_windowed_counters_read_back_per_window(store: FeatureStore) -> No
     assert features["views_7d_shoes"] == 6
 
 
+async def test_a_batch_read_gives_each_customer_their_own_counters(store: FeatureStore) -> None:
+    import time
+
+    from engine.features import field_layout, load_features
+
+    behaviour = load_features().views.behaviour
+    layout = field_layout(behaviour.widths, behaviour.buckets)
+    customers = [cid() for _ in range(5)]
+    now = time.time() - 5
+    writes = []
+    for n, customer in enumerate(customers):  # customer n: n views of shoes, n % 2 of bags
+        for i in range(n):
+            writes.append(
+                EventWrites(
+                    customer, f"s{i}", (WindowCount("behaviour", "views_{w}_shoes", now, layout),)
+                )
+            )
+        if n % 2:
+            writes.append(
+                EventWrites(
+                    customer, "b", (WindowCount("behaviour", "views_{w}_bags", now, layout),)
+                )
+            )
+    await store.apply(writes)
+    states = await store.fetch_many(customers)
+    for n, state in enumerate(states):
+        assert state.customer_id == customers[n]
+        assert state.behaviour.get("views_1h_shoes", 0) == n
+        assert state.behaviour.get("views_1h_bags", 0) == n % 2
+        assert state.behaviour == (await store.fetch(customers[n])).behaviour
+
+
 async def test_a_mixed_batch_leaves_redis_as_the_memory_twin(
     redis_store: RedisFeatureStore,
 ) -> None:
