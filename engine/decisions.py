@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from engine.domain import CustomerState, decision_id
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
 from engine.ports import EventSink, FeatureStore
+from engine.scoring import Scored, Screened, score_many
 from engine.selection import DecisionInput, Ranked, Selection, in_control
 from rules.catalogue import Catalogue
 
@@ -121,21 +122,29 @@ class Decider:
                 context = {**request.context, "channel": request.channel, "placement": placement}
                 out[i] = self._fallback(snap, request, placement, context, now)
             return out
-        work = []
-        for (i, request, placement), state in zip(valid, states, strict=True):
-            context = {**request.context, "channel": request.channel, "placement": placement}
-            ranked = self.rank(snap, request, placement, state, context, now)
-            work.append(
-                (
-                    i,
-                    request,
-                    placement,
-                    state,
-                    context,
-                    ranked,
-                    Selection(snap.catalogue, request, ranked),
-                )
+        items = [
+            (
+                request,
+                placement,
+                state,
+                {**request.context, "channel": request.channel, "placement": placement},
             )
+            for (_, request, placement), state in zip(valid, states, strict=True)
+        ]
+        work = [
+            (
+                i,
+                request,
+                placement,
+                state,
+                context,
+                ranked,
+                Selection(snap.catalogue, request, ranked),
+            )
+            for (i, _, _), (request, placement, state, context), ranked in zip(
+                valid, items, self.rank_many(snap, items, now), strict=True
+            )
+        ]
         asks = {n: w[6].next_ask() for n, w in enumerate(work)}
         while pending := [(n, ask) for n, ask in asks.items() if ask is not None]:
             try:
@@ -176,6 +185,59 @@ class Decider:
         now: float,
     ) -> Ranked:
         """Screen, score and order the candidates: everything but I/O."""
+        screened = self._screen(snap, request, placement, state, context, now)
+        asks = [(screened.customer, context, screened.eligible)] if len(screened.eligible) else []
+        scored = score_many(snap.scorer, asks)
+        return self._order(
+            snap,
+            screened,
+            request,
+            placement,
+            customer=screened.customer,
+            context=context,
+            now=now,
+            scored=scored[0] if scored else None,
+        )
+
+    def rank_many(
+        self,
+        snap: Snapshot,
+        items: Sequence[tuple[DecisionInput, str | None, CustomerState, Mapping[str, Any]]],
+        now: float,
+    ) -> list[Ranked]:
+        """Several decisions ranked together (a batch): screened one by one, then scored
+        with one model call for all their candidates, then ordered one by one."""
+        screened = [self._screen(snap, *item, now) for item in items]
+        asks = [
+            (s.customer, context, s.eligible)
+            for s, (_, _, _, context) in zip(screened, items, strict=True)
+            if len(s.eligible)
+        ]
+        scores = iter(score_many(snap.scorer, asks))
+        return [
+            self._order(
+                snap,
+                s,
+                request,
+                placement,
+                customer=s.customer,
+                context=context,
+                now=now,
+                scored=next(scores) if len(s.eligible) else None,
+            )
+            for s, (request, placement, _, context) in zip(screened, items, strict=True)
+        ]
+
+    def _screen(
+        self,
+        snap: Snapshot,
+        request: DecisionInput,
+        placement: str | None,
+        state: CustomerState,
+        context: Mapping[str, Any],
+        now: float,
+    ) -> Screened:
+        """Rules and contact policies: which candidates may be shown, and why not."""
         catalogue = snap.catalogue
         customer = state.features()
         idx = catalogue.candidates(request.channel, placement)
@@ -191,23 +253,32 @@ class Decider:
                 excluded.append(
                     {"action_id": catalogue.actions[index].action.id, "excluded_by": reason}
                 )
-        eligible = idx[keep]
+        return Screened(customer, idx[keep], excluded, passed if request.explain else None)
+
+    def _order(
+        self,
+        snap: Snapshot,
+        screened: Screened,
+        request: DecisionInput,
+        placement: str | None,
+        *,
+        customer: Mapping[str, Any],
+        context: Mapping[str, Any],
+        now: float,
+        scored: Scored | None,
+    ) -> Ranked:
+        """Arbitration over the scored candidates, or the hold-out's random order."""
+        catalogue = snap.catalogue
+        eligible = screened.eligible
         arbitration = catalogue.arbitration(request.channel, placement)
         offsets = moments = None
-        scorer: Any = snap.scorer
-        if len(eligible) and hasattr(scorer, "evaluate"):  # Thompson sampling
-            offsets, moments = scorer.evaluate(customer, context, eligible)
-            propensity = moments.sample(scorer.rng)
-            priority, weight = arbitration.priorities(
-                eligible, propensity, customer, context, catalogue.views, now
-            )
-        elif len(eligible):
-            propensity = snap.scorer.score(customer, context, eligible)
-            priority, weight = arbitration.priorities(
-                eligible, propensity, customer, context, catalogue.views, now
-            )
-        else:
+        if scored is None:
             propensity = priority = weight = np.zeros(0)
+        else:
+            propensity, offsets, moments = scored
+            priority, weight = arbitration.priorities(
+                eligible, propensity, customer, context, catalogue.views, now
+            )
         group_control = in_control(
             catalogue, self.policy.control_share, request.customer_id, request.channel, now
         )
@@ -222,8 +293,8 @@ class Decider:
             weight,
             priority,
             order,
-            excluded,
-            passed if request.explain else None,
+            screened.excluded,
+            screened.passed,
             arbitration.diversity,
             group_control,
             offsets,

@@ -100,9 +100,28 @@ class BlendedScorer:
     ) -> tuple[FloatArray, Moments]:
         """Offsets and moments together: one base-model call and one hashing pass serve
         the draw, the logged offsets and the logged selection probabilities."""
-        rows = np.asarray(action_indices, dtype=np.intp)
-        offsets = self.offsets(customer, context, rows)
-        return offsets, self.adaptive.moments(customer, context, self.table, rows, offsets)
+        return self.evaluate_many([(customer, context, action_indices)])[0]
+
+    def evaluate_many(
+        self, asks: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], Any]]
+    ) -> list[tuple[FloatArray, Moments]]:
+        """:meth:`evaluate` for several decisions, with one base-model call for all."""
+        rows = [np.asarray(idx, dtype=np.intp) for _, _, idx in asks]
+        if self.base is None:
+            offsets = [self.table.offsets[r] for r in rows]
+        elif hasattr(self.base, "score_many"):
+            found = self.base.score_many(
+                [(c, x, r) for (c, x, _), r in zip(asks, rows, strict=True)]
+            )
+            offsets = [logit(p) for p in found]
+        else:
+            offsets = [
+                logit(self.base.score(c, x, r)) for (c, x, _), r in zip(asks, rows, strict=True)
+            ]
+        return [
+            (o, self.adaptive.moments(c, x, self.table, r, o))
+            for (c, x, _), r, o in zip(asks, rows, offsets, strict=True)
+        ]
 
     def score(
         self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any

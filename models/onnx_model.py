@@ -58,6 +58,19 @@ class BoundModel:
         matrix = self.bound.encode(customer, context, np.asarray(action_indices, dtype=np.intp))
         return self.model.predict(matrix)
 
+    def score_many(
+        self, asks: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], np.ndarray]]
+    ) -> list[np.ndarray]:
+        """Several decisions' candidates in one ``session.run`` (a batch)."""
+        if len(asks) < 2:  # one decision: no concatenation and split
+            return [self.score(*ask) for ask in asks]
+        matrices = [
+            self.bound.encode(customer, context, np.asarray(idx, dtype=np.intp))
+            for customer, context, idx in asks
+        ]
+        scores = self.model.predict(np.concatenate(matrices))
+        return np.split(scores, np.cumsum([len(m) for m in matrices])[:-1])
+
 
 def session_options() -> ort.SessionOptions:
     """One thread: at these batch sizes more threads only add tail latency."""

@@ -78,6 +78,24 @@ def test_the_served_model_scores_like_training(registry) -> None:
     assert np.all((scores > 0) & (scores < 1))
 
 
+def test_a_batch_is_scored_in_one_call_as_each_decision_alone(registry) -> None:
+    models, data, _ = registry
+    model = load_current(models)
+    assert model is not None
+    bound = model.bind(data.actions[:8])
+    asks = [
+        (data.customers[i], data.contexts[i], np.array(rows, dtype=np.intp))
+        for i, rows in enumerate([[0, 1, 2], [7], [3, 4, 5, 6, 0], [2, 2]])
+    ]
+    calls = []
+    predict = model.predict
+    model.predict = lambda matrix: calls.append(len(matrix)) or predict(matrix)  # type: ignore[method-assign]
+    together = bound.score_many(asks)
+    assert calls == [11]  # one model call for the four decisions' 11 candidates
+    for (customer, context, rows), scores in zip(asks, together, strict=True):
+        assert np.allclose(scores, bound.score(customer, context, rows), atol=1e-7)
+
+
 def _one(data: TrainingSet, i: int, action) -> TrainingSet:
     one = TrainingSet()
     one.add(data.customers[i], data.contexts[i], action, 0, 0.0)
