@@ -32,6 +32,7 @@ from engine.auth import KeyRing
 from engine.decisions import Decider
 from engine.errors import BadRequest, NbaError, NotFound, Unauthorized
 from engine.events import CUSTOMER_ID, ClickstreamEvent, CrmEvent, describe, event_topic
+from engine.fast_path import FastDecisions
 from engine.holders import LiveState
 from engine.limits import TOO_LARGE, BodyLimit
 from engine.metrics import Metrics
@@ -102,9 +103,29 @@ def create_app(services: Services) -> FastAPI:
         default_response_class=JSON,
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit)
-    bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
     metrics = services.metrics
+
+    async def run_decision(body: DecisionRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = await services.decider.decide(
+            DecisionInput(
+                body.customer_id,
+                body.channel,
+                body.placement,
+                body.context,
+                body.limit,
+                body.explain,
+            )
+        )
+        metrics.decision_seconds.labels(body.channel).observe(time.perf_counter() - started)
+        metrics.decisions.labels(
+            body.channel, result["group"], str(result["fallback"]).lower()
+        ).inc()
+        return result
+
+    app.add_middleware(FastDecisions, keys=services.keys, decide=run_decision)
+    app.add_middleware(BodyLimit)  # outermost: before any parsing, the fast path's too
+    bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
     topic = services.topic_prefix.__add__
 
     def scope(name: str) -> Any:
@@ -199,22 +220,8 @@ def create_app(services: Services) -> FastAPI:
 
     @app.post("/v1/decisions", dependencies=[scope("decide")])
     async def decide(body: DecisionRequest) -> Response:
-        started = time.perf_counter()
-        result = await services.decider.decide(
-            DecisionInput(
-                body.customer_id,
-                body.channel,
-                body.placement,
-                body.context,
-                body.limit,
-                body.explain,
-            )
-        )
-        metrics.decision_seconds.labels(body.channel).observe(time.perf_counter() - started)
-        metrics.decisions.labels(
-            body.channel, result["group"], str(result["fallback"]).lower()
-        ).inc()
-        return JSON(result)
+        """Reached only by requests the fast path hands on (engine.fast_path)."""
+        return JSON(await run_decision(body))
 
     @app.post("/v1/decisions/batch", dependencies=[scope("decide")])
     async def decide_batch(body: BatchRequest) -> Response:

@@ -49,7 +49,7 @@ class KafkaSink:
         while self.producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.brokers.split(","),
-                linger_ms=5,
+                linger_ms=20,  # the log is read by the worker, not waited for
                 max_batch_size=MAX_BATCH_BYTES,  # a decision record is a few KB: 16 KB held ~4
                 acks=1,
                 enable_idempotence=False,
