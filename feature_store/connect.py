@@ -28,6 +28,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
+from feature_store.wire import WireConnection
+
 __all__ = ["Call", "Client", "LazyRedis", "Script", "connect", "scan_slot"]
 
 Client: TypeAlias = aioredis.Redis | RedisCluster
@@ -146,9 +148,29 @@ class Script:
                 raise result
         return results
 
+    async def run_many_wire(self, wire: WireConnection, calls: Sequence[Call]) -> list[Any]:
+        """:meth:`run_many` over the minimal connection (a single server): the stream
+        worker's writes, where redis-py's pipeline cost a fifth of the worker's CPU."""
+        commands = [("EVALSHA", self.sha, len(keys), *keys, *args) for keys, args in calls]
+        replies = await wire.execute(commands)
+        missing = [n for n, r in enumerate(replies) if _is_error(r, "NOSCRIPT")]
+        if missing:
+            await wire.execute([("SCRIPT", "LOAD", self.text)])
+            again = await wire.execute([commands[n] for n in missing])
+            for n, reply in zip(missing, again, strict=True):
+                replies[n] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise ResponseError(str(reply))
+        return replies
+
     async def _send(self, client: Client, calls: Sequence[Call]) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for keys, args in calls:
             # not pipe.evalsha(): redis-py refuses that name in cluster pipelines
             pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def _is_error(reply: Any, code: str) -> bool:
+    return isinstance(reply, Exception) and str(reply).startswith(code)

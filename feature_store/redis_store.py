@@ -130,7 +130,11 @@ class RedisFeatureStore:
         if not batch:
             return []
         calls, positions = self.codec.calls(batch, time.time())
-        replies = await APPLY_ONCE.run_many(await self.redis(), calls)
+        wire = self._wire if self._wire_decided else await self._decide_wire()
+        if wire is not None:
+            replies = await APPLY_ONCE.run_many_wire(wire, calls)
+        else:
+            replies = await APPLY_ONCE.run_many(await self.redis(), calls)
         applied = [False] * len(batch)
         for where, reply in zip(positions, replies, strict=True):
             for n, new in zip(where, reply, strict=True):

@@ -31,7 +31,7 @@ import hiredis
 
 __all__ = ["WireAddress", "WireConnection", "pack"]
 
-Command = Sequence[bytes | str | int | float]
+Command = Sequence[bytes | bytearray | memoryview | str | int | float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,8 @@ def pack(commands: Sequence[Command]) -> bytes:
         for part in command:
             if isinstance(part, bytes):
                 data = part
+            elif isinstance(part, bytearray | memoryview):
+                data = bytes(part)
             elif isinstance(part, str):
                 data = part.encode()
             elif isinstance(part, float):
