@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth import KeyRing
 from engine.decisions import Decider
-from engine.errors import BadRequest, NbaError, NotFound, Unauthorized
+from engine.errors import INTERNAL_ERROR, BadRequest, NbaError, NotFound, Unauthorized
 from engine.events import CUSTOMER_ID, ClickstreamEvent, CrmEvent, describe, event_topic
 from engine.fast_path import FastDecisions
 from engine.holders import LiveState
@@ -160,14 +160,10 @@ def create_app(services: Services) -> FastAPI:
         if first.get("type") == "json_invalid":  # loc holds a character offset, not a field
             where = first.get("loc", ("body", "?"))[-1]
             reason = (first.get("ctx") or {}).get("error", "not valid JSON")
-            body = {
-                "error": {
-                    "code": "invalid_request",
-                    "field": "body",
-                    "message": f"body: not valid JSON at character {where}: {reason}",
-                }
-            }
-            return JSON(body, status_code=422)
+            return JSON(
+                BadRequest(f"body: not valid JSON at character {where}: {reason}", "body").body(),
+                422,
+            )
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         field_name = ".".join(loc) or "body"
         details = [
@@ -195,14 +191,7 @@ def create_app(services: Services) -> FastAPI:
         if (refused := unauthenticated(request)) is not None:
             return refused
         if exc.status_code == 400:  # the body could not be read or parsed
-            body = {
-                "error": {
-                    "code": "invalid_request",
-                    "field": "body",
-                    "message": f"body: {exc.detail}",
-                }
-            }
-            return JSON(body, status_code=422)
+            return JSON(BadRequest(f"body: {exc.detail}", "body").body(), 422)
         codes = {404: "not_found", 405: "method_not_allowed"}
         shaped: dict[str, Any] = {
             "error": {
@@ -216,7 +205,7 @@ def create_app(services: Services) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.error("unhandled error: %s", type(exc).__name__)
-        return JSON({"error": {"code": "internal_error", "message": "internal error"}}, 500)
+        return JSON(INTERNAL_ERROR.body(), 500)
 
     @app.post("/v1/decisions", dependencies=[scope("decide")])
     async def decide(body: DecisionRequest) -> Response:

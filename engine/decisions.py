@@ -185,19 +185,7 @@ class Decider:
         now: float,
     ) -> Ranked:
         """Screen, score and order the candidates: everything but I/O."""
-        screened = self._screen(snap, request, placement, state, context, now)
-        asks = [(screened.customer, context, screened.eligible)] if len(screened.eligible) else []
-        scored = score_many(snap.scorer, asks)
-        return self._order(
-            snap,
-            screened,
-            request,
-            placement,
-            customer=screened.customer,
-            context=context,
-            now=now,
-            scored=scored[0] if scored else None,
-        )
+        return self.rank_many(snap, [(request, placement, state, context)], now)[0]
 
     def rank_many(
         self,
@@ -220,7 +208,6 @@ class Decider:
                 s,
                 request,
                 placement,
-                customer=s.customer,
                 context=context,
                 now=now,
                 scored=next(scores) if len(s.eligible) else None,
@@ -262,7 +249,6 @@ class Decider:
         request: DecisionInput,
         placement: str | None,
         *,
-        customer: Mapping[str, Any],
         context: Mapping[str, Any],
         now: float,
         scored: Scored | None,
@@ -277,7 +263,7 @@ class Decider:
         else:
             propensity, offsets, moments = scored
             priority, weight = arbitration.priorities(
-                eligible, propensity, customer, context, catalogue.views, now
+                eligible, propensity, screened.customer, context, catalogue.views, now
             )
         group_control = in_control(
             catalogue, self.policy.control_share, request.customer_id, request.channel, now

@@ -29,6 +29,9 @@ class NbaError(Exception):
         return {"error": error}
 
 
+INTERNAL_ERROR = NbaError("internal error")  # what a caller sees of an unexpected failure
+
+
 class BadRequest(NbaError):
     status = 422
     code = "invalid_request"

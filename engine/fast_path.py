@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from engine.auth import KeyRing
-from engine.errors import NbaError
+from engine.errors import INTERNAL_ERROR, NbaError
 from engine.schemas import DecisionRequest
 
 log = logging.getLogger("nba.api")
@@ -66,7 +66,7 @@ class FastDecisions:
             status, answer = exc.status, exc.body()
         except Exception as exc:  # as the application's handler answers it
             log.error("unhandled error: %s", type(exc).__name__)
-            status, answer = 500, {"error": {"code": "internal_error", "message": "internal error"}}
+            status, answer = 500, INTERNAL_ERROR.body()
         payload = orjson.dumps(answer)
         await send(
             {

@@ -135,11 +135,16 @@ class Script:
     async def run(self, client: Client, keys: Sequence[str], args: Sequence[EncodableT]) -> Any:
         return (await self.run_many(client, [(keys, args)]))[0]
 
-    async def run_many(self, client: Client, calls: Sequence[Call]) -> list[Any]:
+    async def run_many(self, client: Client | WireConnection, calls: Sequence[Call]) -> list[Any]:
+        """``client`` may also be the minimal connection of a single server (the stream
+        worker's writes, where redis-py's pipeline cost a fifth of the worker's CPU)."""
         results = await self._send(client, calls)
         missing = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
-            await client.script_load(self.text)
+            if isinstance(client, WireConnection):
+                await client.execute([("SCRIPT", "LOAD", self.text)])
+            else:
+                await client.script_load(self.text)
             again = await self._send(client, [calls[n] for n in missing])
             for n, result in zip(missing, again, strict=True):
                 results[n] = result
@@ -148,23 +153,11 @@ class Script:
                 raise result
         return results
 
-    async def run_many_wire(self, wire: WireConnection, calls: Sequence[Call]) -> list[Any]:
-        """:meth:`run_many` over the minimal connection (a single server): the stream
-        worker's writes, where redis-py's pipeline cost a fifth of the worker's CPU."""
-        commands = [("EVALSHA", self.sha, len(keys), *keys, *args) for keys, args in calls]
-        replies = await wire.execute(commands)
-        missing = [n for n, r in enumerate(replies) if _is_error(r, "NOSCRIPT")]
-        if missing:
-            await wire.execute([("SCRIPT", "LOAD", self.text)])
-            again = await wire.execute([commands[n] for n in missing])
-            for n, reply in zip(missing, again, strict=True):
-                replies[n] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise ResponseError(str(reply))
-        return replies
-
-    async def _send(self, client: Client, calls: Sequence[Call]) -> list[Any]:
+    async def _send(self, client: Client | WireConnection, calls: Sequence[Call]) -> list[Any]:
+        """The replies, an error reply in its place as redis-py's exception."""
+        if isinstance(client, WireConnection):
+            commands = [("EVALSHA", self.sha, len(keys), *keys, *args) for keys, args in calls]
+            return [_as_redis_error(r) for r in await client.execute(commands)]
         pipe = client.pipeline(transaction=False)
         for keys, args in calls:
             # not pipe.evalsha(): redis-py refuses that name in cluster pipelines
@@ -172,5 +165,8 @@ class Script:
         return list(await pipe.execute(raise_on_error=False))
 
 
-def _is_error(reply: Any, code: str) -> bool:
-    return isinstance(reply, Exception) and str(reply).startswith(code)
+def _as_redis_error(reply: Any) -> Any:
+    if not isinstance(reply, Exception):
+        return reply
+    text = str(reply)
+    return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)

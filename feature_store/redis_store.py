@@ -83,7 +83,7 @@ class RedisFeatureStore:
         """
         if not customer_ids:
             return []
-        wire = self._wire if self._wire_decided else await self._decide_wire()
+        wire = await self._wire_connection()
         raw: list[Any]
         if wire is not None:
             commands = [
@@ -104,8 +104,10 @@ class RedisFeatureStore:
         ]
         return self.decoder.states(rows, time.time())
 
-    async def _decide_wire(self) -> WireConnection | None:
+    async def _wire_connection(self) -> WireConnection | None:
         """The wire connection if the URL names a single server, decided once."""
+        if self._wire_decided:
+            return self._wire
         client = await self.redis()
         address = WireAddress.parse(self.redis.url)
         if address is not None and not isinstance(client, RedisCluster):
@@ -130,11 +132,8 @@ class RedisFeatureStore:
         if not batch:
             return []
         calls, positions = self.codec.calls(batch, time.time())
-        wire = self._wire if self._wire_decided else await self._decide_wire()
-        if wire is not None:
-            replies = await APPLY_ONCE.run_many_wire(wire, calls)
-        else:
-            replies = await APPLY_ONCE.run_many(await self.redis(), calls)
+        wire = await self._wire_connection()
+        replies = await APPLY_ONCE.run_many(wire or await self.redis(), calls)
         applied = [False] * len(batch)
         for where, reply in zip(positions, replies, strict=True):
             for n, new in zip(where, reply, strict=True):

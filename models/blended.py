@@ -95,32 +95,21 @@ class BlendedScorer:
         offsets = None if self.base is None else self.offsets(customer, context, rows)
         return self.adaptive.moments(customer, context, self.table, rows, offsets)
 
-    def evaluate(
-        self, customer: Mapping[str, Any], context: Mapping[str, Any], action_indices: Any
-    ) -> tuple[FloatArray, Moments]:
-        """Offsets and moments together: one base-model call and one hashing pass serve
-        the draw, the logged offsets and the logged selection probabilities."""
-        return self.evaluate_many([(customer, context, action_indices)])[0]
-
     def evaluate_many(
         self, asks: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], Any]]
     ) -> list[tuple[FloatArray, Moments]]:
-        """:meth:`evaluate` for several decisions, with one base-model call for all."""
+        """Offsets and moments of several decisions: one base-model call serves them
+        all, and each decision's offsets serve its draw, its logged offsets and its
+        logged selection probabilities."""
         rows = [np.asarray(idx, dtype=np.intp) for _, _, idx in asks]
-        if self.base is None:
-            offsets = [self.table.offsets[r] for r in rows]
-        elif hasattr(self.base, "score_many"):
-            found = self.base.score_many(
-                [(c, x, r) for (c, x, _), r in zip(asks, rows, strict=True)]
-            )
-            offsets = [logit(p) for p in found]
+        pairs = [(c, x, r) for (c, x, _), r in zip(asks, rows, strict=True)]
+        if self.base is not None and hasattr(self.base, "score_many"):
+            offsets = [logit(p) for p in self.base.score_many(pairs)]
         else:
-            offsets = [
-                logit(self.base.score(c, x, r)) for (c, x, _), r in zip(asks, rows, strict=True)
-            ]
+            offsets = [self.offsets(c, x, r) for c, x, r in pairs]
         return [
             (o, self.adaptive.moments(c, x, self.table, r, o))
-            for (c, x, _), r, o in zip(asks, rows, offsets, strict=True)
+            for (c, x, r), o in zip(pairs, offsets, strict=True)
         ]
 
     def score(
