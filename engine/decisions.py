@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from engine.decision_log import decision_record
 from engine.domain import CustomerState, decision_id
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
@@ -444,72 +445,9 @@ class Decider:
         now: float,
     ) -> None:
         """The decision log: enough to replay, train on, and evaluate policies offline."""
-        candidates: dict[str, Any] = {}
-        learn: list[dict[str, Any]] | None = None
-        if ranked is not None and len(ranked.idx):
-            n = len(ranked.idx)
-            chosen = {a["action_id"] for a in response["actions"]}
-            ids = snap.catalogue.ids[ranked.idx].tolist()
-            scorer: Any = snap.scorer
-            customer = state.features()
-            if response["group"] == "control":
-                p_chosen = np.full(n, min(1.0, request.limit / n))
-            elif ranked.moments is not None and self.policy.selection_draws:
-                # Thompson sampling chose: the chance each candidate ranks first
-                weights = np.divide(ranked.priority, np.maximum(ranked.propensity, 1e-12))
-                draws = self.policy.selection_draws
-                p_chosen = np.clip(
-                    ranked.moments.selection_probabilities(
-                        scorer.rng, draws, weights, getattr(scorer, "normals", None)
-                    ),
-                    0.5 / draws,
-                    1.0,
-                )
-            else:
-                p_chosen = np.array([1.0 if i in chosen else 0.0 for i in ids])
-            if hasattr(scorer, "offsets") and response["actions"]:
-                shown = [snap.catalogue.by_id[a["action_id"]].index for a in response["actions"]]
-                where = [np.flatnonzero(ranked.idx == i) for i in shown]
-                if ranked.offsets is not None and all(len(w) for w in where):
-                    offsets = ranked.offsets[[int(w[0]) for w in where]]  # no second call
-                else:  # a placement default, not ranked
-                    offsets = scorer.offsets(customer, context, np.asarray(shown, dtype=np.intp))
-                learn = [
-                    {
-                        "action_id": snap.catalogue.actions[i].action.id,
-                        "view": snap.catalogue.views[i],
-                        "offset": float(o),
-                    }
-                    for i, o in zip(shown, offsets, strict=True)
-                ]
-            if snap.challenger is not None:
-                shadow = snap.challenger.score(state.features(), context, ranked.idx)
-                candidates["challenger"] = {
-                    "version": snap.challenger.version,
-                    "propensity": np.ascontiguousarray(shadow),
-                }
-            candidates |= {
-                "action_ids": ids,
-                "propensity": np.ascontiguousarray(ranked.propensity),
-                "priority": np.ascontiguousarray(ranked.priority),
-                "p_chosen": p_chosen,
-            }
-        record = {
-            "decision_id": response["decision_id"],
-            "timestamp": now,
-            "customer_id": request.customer_id,
-            "channel": request.channel,
-            "placement": response["placement"],
-            "context": context,
-            "features": state.features(),
-            "group": response["group"],
-            "fallback": response["fallback"],
-            "model_version": response["model_version"],
-            "policy_version": response["policy_version"],
-            "candidates": candidates,
-            "chosen": [a["action_id"] for a in response["actions"]],
-            "learn": learn,
-        }
+        record = decision_record(
+            snap, response, ranked, request, context, state, now, self.policy.selection_draws
+        )
         assert self.sink is not None
         self.sink.send_nowait(
             self.decisions_topic, request.customer_id, orjson.dumps(record, option=LOG_OPTIONS)

@@ -1,0 +1,112 @@
+"""The decision log record: what was decided, from what, and how likely each candidate
+was to be chosen, so that decisions can be replayed, trained on and evaluated offline
+(off-policy evaluation needs the probabilities; the adaptive learner the offsets)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from engine.domain import CustomerState
+from engine.holders import Snapshot
+from engine.selection import DecisionInput, Ranked
+
+
+def decision_record(
+    snap: Snapshot,
+    response: dict[str, Any],
+    ranked: Ranked | None,
+    request: DecisionInput,
+    context: Mapping[str, Any],
+    state: CustomerState,
+    now: float,
+    selection_draws: int,
+) -> dict[str, Any]:
+    candidates: dict[str, Any] = {}
+    learn: list[dict[str, Any]] | None = None
+    if ranked is not None and len(ranked.idx):
+        ids = snap.catalogue.ids[ranked.idx].tolist()
+        scorer: Any = snap.scorer
+        if hasattr(scorer, "offsets") and response["actions"]:
+            learn = _learn_entries(snap, response, ranked, state.features(), context)
+        if snap.challenger is not None:
+            shadow = snap.challenger.score(state.features(), context, ranked.idx)
+            candidates["challenger"] = {
+                "version": snap.challenger.version,
+                "propensity": np.ascontiguousarray(shadow),
+            }
+        candidates |= {
+            "action_ids": ids,
+            "propensity": np.ascontiguousarray(ranked.propensity),
+            "priority": np.ascontiguousarray(ranked.priority),
+            "p_chosen": _chosen_probabilities(
+                scorer, response, ranked, request, ids, selection_draws
+            ),
+        }
+    return {
+        "decision_id": response["decision_id"],
+        "timestamp": now,
+        "customer_id": request.customer_id,
+        "channel": request.channel,
+        "placement": response["placement"],
+        "context": context,
+        "features": state.features(),
+        "group": response["group"],
+        "fallback": response["fallback"],
+        "model_version": response["model_version"],
+        "policy_version": response["policy_version"],
+        "candidates": candidates,
+        "chosen": [a["action_id"] for a in response["actions"]],
+        "learn": learn,
+    }
+
+
+def _chosen_probabilities(
+    scorer: Any,
+    response: dict[str, Any],
+    ranked: Ranked,
+    request: DecisionInput,
+    ids: list[str],
+    draws: int,
+) -> np.ndarray:
+    """Each candidate's probability of being chosen by the policy that decided."""
+    n = len(ranked.idx)
+    if response["group"] == "control":
+        return np.full(n, min(1.0, request.limit / n))
+    if ranked.moments is not None and draws:
+        # Thompson sampling chose: the chance each candidate ranks first
+        weights = np.divide(ranked.priority, np.maximum(ranked.propensity, 1e-12))
+        estimate: np.ndarray = ranked.moments.selection_probabilities(
+            scorer.rng, draws, weights, getattr(scorer, "normals", None)
+        )
+        clipped: np.ndarray = np.clip(estimate, 0.5 / draws, 1.0)
+        return clipped
+    chosen = {a["action_id"] for a in response["actions"]}
+    return np.array([1.0 if i in chosen else 0.0 for i in ids])
+
+
+def _learn_entries(
+    snap: Snapshot,
+    response: dict[str, Any],
+    ranked: Ranked,
+    customer: Mapping[str, Any],
+    context: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """The shown actions with the logit each started from, for the adaptive learner."""
+    scorer: Any = snap.scorer
+    shown = [snap.catalogue.by_id[a["action_id"]].index for a in response["actions"]]
+    where = [np.flatnonzero(ranked.idx == i) for i in shown]
+    if ranked.offsets is not None and all(len(w) for w in where):
+        offsets = ranked.offsets[[int(w[0]) for w in where]]  # worked out by the ranking
+    else:  # a placement default, not ranked
+        offsets = scorer.offsets(customer, context, np.asarray(shown, dtype=np.intp))
+    return [
+        {
+            "action_id": snap.catalogue.actions[i].action.id,
+            "view": snap.catalogue.views[i],
+            "offset": float(o),
+        }
+        for i, o in zip(shown, offsets, strict=True)
+    ]
