@@ -91,7 +91,7 @@ class RedisFeatureStore:
                 for customer_id in customer_ids
                 for view in _READ_VIEWS
             ]
-            raw = [_pairs(reply) for reply in await wire.execute(commands)]
+            raw = [_pairs(reply) for reply in await wire.execute(commands, spin=True)]
         else:
             pipe = (await self.redis()).pipeline(transaction=False)
             for customer_id in customer_ids:

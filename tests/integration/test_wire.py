@@ -198,3 +198,64 @@ async def test_a_frozen_server_fails_waiting_calls_within_the_timeout(server: Se
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
         wire.close()
+
+
+@pytest.mark.integration
+async def test_a_spinning_read_gets_its_replies_without_waiting_on_the_loop(
+    server: Server,
+) -> None:
+    redis.Redis(port=server.port).mset({"a": "1", "b": "2"})
+    wire = WireConnection(WireAddress(port=server.port), spin_s=0.05)
+    try:
+        for _ in range(20):
+            assert await wire.execute([("GET", "a"), ("GET", "b")], spin=True) == [b"1", b"2"]
+        assert wire.spins[0] >= 19  # the first call may find the connection being opened
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_a_spin_that_runs_out_waits_for_its_replies_and_keeps_them_in_order(
+    server: Server,
+) -> None:
+    redis.Redis(port=server.port).set("k", "v")
+    wire = WireConnection(WireAddress(port=server.port), spin_s=0.001)
+    try:
+        await wire.execute([("PING",)])
+        slow = asyncio.ensure_future(wire.execute([("BLPOP", "empty", "0.2")], spin=True))
+        quick = asyncio.ensure_future(wire.execute([("GET", "k")], spin=True))
+        assert await slow == [None]
+        assert await quick == [b"v"]
+        assert wire.spins[1] == 1  # the quick call did not spin while the slow one waited
+        # after running out it rests one call, then spins again
+        assert await wire.execute([("GET", "k")], spin=True) == [b"v"]
+        assert await wire.execute([("GET", "k")], spin=True) == [b"v"]
+        assert wire.spins == [1, 1]
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_a_server_lost_while_spinning_fails_the_call_and_the_next_reconnects(
+    server: Server,
+) -> None:
+    wire = WireConnection(WireAddress(port=server.port), spin_s=0.5)
+    try:
+        assert await wire.execute([("PING",)], spin=True) == [b"PONG"]
+        redis.Redis(port=server.port).client_kill_filter(skipme=True)
+        with pytest.raises(ConnectionError):
+            await wire.execute([("PING",)], spin=True)
+        assert await wire.execute([("PING",)], spin=True) == [b"PONG"]
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+async def test_a_large_request_the_socket_takes_in_parts_arrives_whole(server: Server) -> None:
+    wire = WireConnection(WireAddress(port=server.port))
+    value = os.urandom(4 << 20)  # beyond the socket's send buffer
+    try:
+        replies = await wire.execute([("SET", "big", value), ("STRLEN", "big"), ("GET", "big")])
+        assert replies[:2] == [b"OK", len(value)] and replies[2] == value
+    finally:
+        wire.close()
