@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -14,21 +16,49 @@ from feature_store import windows
 
 TIMESTAMP = "_ts"
 RawViews = tuple[str, Mapping[Any, bytes], Mapping[Any, bytes], Mapping[Any, bytes]]
+_LAYOUTS_KEPT = 4096
 _NAMES_KEPT = 10_000
+_loads = orjson.loads
+
+
+def _picker(positions: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """The values at ``positions``, always as a tuple (itemgetter of one gives one)."""
+    if len(positions) == 1:
+        at = positions[0]
+        return lambda values: (values[at],)
+    if not positions:
+        return lambda values: ()
+    return itemgetter(*positions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where a view's fields go, for one set of field names in one order."""
+
+    names: tuple[str, ...]  # the plain fields' feature names
+    plain: Callable[[Sequence[Any]], tuple[Any, ...]]
+    window_names: tuple[str, ...]  # every window counter's feature names, flattened
+    windows: Callable[[Sequence[Any]], tuple[Any, ...]]
+    stamp: int | None  # the position of the view's timestamp
 
 
 class ViewDecoder:
-    """Turns a customer's raw hashes into features; runs once per decision, so what
-    depends only on a field's name (its text, the feature names a window counter
-    expands to) is worked out the first time that name is seen and kept."""
+    """Turns a customer's raw hashes into features; runs once per decision.
+
+    Customers share a handful of field sets (the features their events produced), so
+    what depends only on a view's field names (their text, which are window counters,
+    the feature names a counter expands to, where the timestamp is) is worked out the
+    first time a set is seen and kept as a :class:`_Layout`; a read then picks values
+    by position.
+    """
 
     def __init__(self, features: FeatureConfig) -> None:
         self.features = features
         behaviour = features.views.behaviour
         self.labels = list(behaviour.windows)
         self.windows = windows.WindowReader(behaviour.widths, behaviour.buckets)
+        self._layouts: dict[tuple[str, tuple[Any, ...]], _Layout] = {}
         self._names: dict[Any, str] = {}
-        self._expanded: dict[Any, tuple[str, ...]] = {}
 
     def state(
         self,
@@ -43,82 +73,93 @@ class ViewDecoder:
     def states(self, rows: Sequence[RawViews], now: float) -> list[CustomerState]:
         """Several customers at once (a batch): their window counters are summed in one
         numpy pass, whose fixed cost would otherwise be paid per customer."""
-        parts = [self._split(row) for row in rows]
-        values = [v for part in parts for v in part[3]]
-        sums = self.windows.sums(values, now).ravel().tolist() if values else []
+        decoded = []
+        window_values: list[bytes] = []
+        for customer_id, profile, behaviour, counters in rows:
+            updated: dict[str, float] = {}
+            plain = self._decode("profile", profile, updated)[0]
+            recent, names, counted = self._decode("behaviour", behaviour, updated)
+            window_values += counted
+            counts = self._decode("counters", counters, updated)[0]
+            decoded.append((customer_id, plain, recent, names, counts, updated))
+        sums = self.windows.sums(window_values, now).ravel().tolist() if window_values else []
         out = []
         at = 0
-        for (customer_id, profile, behaviour, counters), part in zip(rows, parts, strict=True):
-            profile_values, behaviour_values, names, _, updated = part
+        for (customer_id, profile, behaviour, names, counters, updated), row in zip(
+            decoded, rows, strict=True
+        ):
             if names:
-                behaviour_values.update(zip(names, sums[at : at + len(names)], strict=True))
+                behaviour.update(zip(names, sums[at : at + len(names)], strict=True))
                 at += len(names)
-            behaviour_values.update(
-                derived_features(profile_values, behaviour_values, self.features, now)
-            )
+            behaviour.update(derived_features(profile, behaviour, self.features, now))
             out.append(
                 CustomerState(
                     customer_id=customer_id,
-                    profile=profile_values,
-                    behaviour=behaviour_values,
-                    counters=self._plain(counters, "counters", updated),
-                    known=bool(profile or behaviour or counters),
+                    profile=profile,
+                    behaviour=behaviour,
+                    counters=counters,
+                    known=bool(row[1] or row[2] or row[3]),
                     updated=updated,
                 )
             )
         return out
 
-    def _split(
-        self, row: RawViews
-    ) -> tuple[dict[str, Any], dict[str, Any], list[str], list[bytes], dict[str, float]]:
-        """Plain values decoded; window counters set aside with their feature names."""
-        _, profile, behaviour, _ = row
-        updated: dict[str, float] = {}
-        profile_values = self._plain(profile, "profile", updated)
-        behaviour_values: dict[str, Any] = {}
+    def _decode(
+        self, view: str, raw: Mapping[Any, bytes], updated: dict[str, float]
+    ) -> tuple[dict[str, Any], tuple[str, ...], tuple[bytes, ...]]:
+        """A view's plain values by feature name, and its window counters with the
+        feature names they expand to."""
+        if not raw:
+            return {}, (), ()
+        fields = tuple(raw)
+        values = list(raw.values())
+        layout = self._layouts.get((view, fields)) or self._layout(view, fields, values)
+        counted = layout.windows(values)
+        if counted and not all([v[:1] == windows.PREFIX for v in counted]):
+            layout = self._layout(view, fields, values, keep=False)  # a plain value where
+            counted = layout.windows(values)  # other customers have a counter
+        if layout.stamp is not None:
+            updated[view] = float(values[layout.stamp])
+        try:
+            plain = dict(zip(layout.names, map(_loads, layout.plain(values)), strict=True))
+        except orjson.JSONDecodeError:  # a counter where others have a plain value, or a
+            layout = self._layout(view, fields, values, keep=False)  # number beyond a double
+            counted = layout.windows(values)
+            plain = dict(zip(layout.names, map(load, layout.plain(values)), strict=True))
+        return plain, layout.window_names, counted
+
+    def _layout(
+        self, view: str, fields: tuple[Any, ...], values: Sequence[bytes], keep: bool = True
+    ) -> _Layout:
+        names: list[str] = []
+        plain: list[int] = []
         window_names: list[str] = []
-        window_values: list[bytes] = []
-        expanded = self._expanded
-        for key, value in behaviour.items():
-            if value[:1] == windows.PREFIX:
-                window_names += expanded.get(key) or self._expand(key)
-                window_values.append(value)
-                continue
+        counters: list[int] = []
+        stamp = None
+        for at, (key, value) in enumerate(zip(fields, values, strict=True)):
             name = self._name(key)
             if name == TIMESTAMP:
-                updated["behaviour"] = float(value)
+                stamp = at
+            elif view == "behaviour" and value[:1] == windows.PREFIX:
+                window_names += [name.replace("{w}", label) for label in self.labels]
+                counters.append(at)
             else:
-                behaviour_values[name] = load(value)
-        return profile_values, behaviour_values, window_names, window_values, updated
+                names.append(name)
+                plain.append(at)
+        layout = _Layout(
+            tuple(names), _picker(plain), tuple(window_names), _picker(counters), stamp
+        )
+        if keep and len(self._layouts) < _LAYOUTS_KEPT:  # field sets are a schema, not
+            self._layouts[(view, fields)] = layout  # data; the bound guards against a flood
+        return layout
 
     def _name(self, key: Any) -> str:
         name = self._names.get(key)
         if name is None:
             name = key.decode() if isinstance(key, bytes) else str(key)
-            if len(self._names) < _NAMES_KEPT:  # field names are a schema, not data;
-                self._names[key] = name  # the bound only guards against a flood
+            if len(self._names) < _NAMES_KEPT:
+                self._names[key] = name
         return name
-
-    def _expand(self, key: Any) -> tuple[str, ...]:
-        """A window counter's feature names, one per window, in the reader's order."""
-        name = self._name(key)
-        names = tuple(name.replace("{w}", label) for label in self.labels)
-        if len(self._expanded) < _NAMES_KEPT:
-            self._expanded[key] = names
-        return names
-
-    def _plain(
-        self, raw: Mapping[Any, bytes], view: str, updated: dict[str, float]
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        names = self._names
-        for key, value in raw.items():
-            name = names.get(key) or self._name(key)
-            if name == TIMESTAMP:
-                updated[view] = float(value)
-            else:
-                out[name] = load(value)
-        return out
 
 
 def load(value: bytes) -> Any:
