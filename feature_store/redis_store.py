@@ -25,7 +25,7 @@ from engine.writes import EventWrites
 from feature_store.apply_codec import ApplyCodec
 from feature_store.connect import Client, LazyRedis, Script, scan_slot
 from feature_store.decoding import ViewDecoder
-from feature_store.wire import WireAddress, WireConnection
+from feature_store.wire import SPIN_S, WireAddress, WireConnection
 
 SCRIPTS = resources.files("feature_store")
 APPLY_ONCE = Script(SCRIPTS.joinpath("apply_once.lua").read_text())
@@ -45,10 +45,12 @@ class RedisFeatureStore:
         prefix: str = "nba:",
         dedupe_ttl_s: int = 7 * 86400,
         features: FeatureConfig | None = None,
+        read_spin_s: float = SPIN_S,
     ) -> None:
         self.redis = client if isinstance(client, LazyRedis) else LazyRedis.of(client)
         self._wire: WireConnection | None = None
         self._wire_decided = False
+        self.read_spin_s = read_spin_s  # see feature_store.wire: 0 turns spinning off
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.features = features or load_features()
@@ -111,7 +113,7 @@ class RedisFeatureStore:
         client = await self.redis()
         address = WireAddress.parse(self.redis.url)
         if address is not None and not isinstance(client, RedisCluster):
-            self._wire = WireConnection(address)
+            self._wire = WireConnection(address, spin_s=self.read_spin_s)
         self._wire_decided = True
         return self._wire
 
