@@ -86,8 +86,10 @@ class Decider:
             chosen = selection.chosen
             response = self.respond(snap, request, placement, state, ranked, chosen, now)
         response["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        if log and self.sink is not None:
-            self._log(snap, response, ranked, request, context, state, now)
+        if log and self.sink is not None:  # after the caller has sent the answer
+            asyncio.get_running_loop().call_soon(
+                self._log, snap, response, ranked, request, context, state, now
+            )
         return response
 
     async def decide_many(
@@ -170,8 +172,11 @@ class Decider:
         return out
 
     async def _fetch(self, customer_id: str) -> tuple[CustomerState, bool]:
+        # asyncio.timeout, not wait_for: no task of its own, so a read answered at once
+        # (see feature_store.wire) does not go round the event loop
         try:
-            state = await asyncio.wait_for(self.store.fetch(customer_id), self.policy.budget_s)
+            async with asyncio.timeout(self.policy.budget_s):
+                state = await self.store.fetch(customer_id)
             return state, False
         except Exception:  # any store failure or timeout: answer from the fallback path
             return CustomerState(customer_id), True
@@ -290,9 +295,8 @@ class Decider:
 
     async def _reserve(self, customer_id: str, reservations: Any, now: float) -> bool:
         try:
-            return await asyncio.wait_for(
-                self.store.reserve(customer_id, reservations, now), self.policy.budget_s
-            )
+            async with asyncio.timeout(self.policy.budget_s):
+                return await self.store.reserve(customer_id, reservations, now)
         except Exception:  # cannot prove there is room: do not contact
             return False
 
@@ -444,7 +448,9 @@ class Decider:
         state: CustomerState,
         now: float,
     ) -> None:
-        """The decision log: enough to replay, train on, and evaluate policies offline."""
+        """The decision log: enough to replay, train on, and evaluate policies offline.
+        Built after the answer is sent (``decide`` schedules it): the caller does not wait
+        for the record, nor for the selection probabilities it holds."""
         record = decision_record(
             snap, response, ranked, request, context, state, now, self.policy.selection_draws
         )
