@@ -305,8 +305,32 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
     settings = _settings()
     return run_loadtest(
-        args.rate, args.duration, args.workers, Path(args.out), url=args.url, settings=settings
+        args.rate,
+        args.duration,
+        args.workers,
+        Path(args.out),
+        url=args.url,
+        settings=settings,
+        caller_rates=dict(args.caller),
     )
+
+
+def _caller_rate(text: str) -> tuple[str, float]:
+    """``desk=0``: a caller's arrivals/s (0 leaves it out)."""
+    from nba.loadtest import RATE_UNITS
+
+    kind, sep, rate = text.partition("=")
+    if kind.strip() == "web":
+        raise argparse.ArgumentTypeError("the web rate is --rate")
+    if kind.strip() not in RATE_UNITS:
+        raise argparse.ArgumentTypeError(f"unknown caller {kind!r}; known: {sorted(RATE_UNITS)}")
+    try:
+        value = float(rate)
+    except ValueError:
+        value = -1.0
+    if not sep or value < 0:
+        raise argparse.ArgumentTypeError(f"expected CALLER=RATE with RATE >= 0, got {text!r}")
+    return kind.strip(), value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -411,6 +435,15 @@ def parser() -> argparse.ArgumentParser:
         "--url", default=None, help="an API already running (else one is started)"
     )
     loadtest.add_argument("--out", default="benchmarks/results", help="results folder")
+    loadtest.add_argument(
+        "--caller",
+        type=_caller_rate,
+        action="append",
+        default=[],
+        metavar="CALLER=RATE",
+        help="arrivals/s of another caller (desk, email, responses) instead of its share of "
+        "the web rate; 0 leaves it out (repeatable)",
+    )
     loadtest.set_defaults(func=cmd_loadtest)
     return root
 

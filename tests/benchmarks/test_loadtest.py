@@ -46,3 +46,15 @@ def test_loadtest_writes_its_report_and_chart(running: Running, tmp_path: Path) 
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
     assert not (results / reports[0].name).exists()
+
+
+def test_the_command_line_sets_or_leaves_out_the_other_callers() -> None:
+    from nba.cli import parser
+
+    args = parser().parse_args(
+        ["loadtest", "--rate", "5", "--caller", "desk=0", "--caller", "email=0.5"]
+    )
+    assert dict(args.caller) == {"desk": 0.0, "email": 0.5}
+    for wrong in ("fax=1", "desk", "desk=-1", "desk=x", "web=3"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["loadtest", "--caller", wrong])
