@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth import KeyRing
+from engine.batching import DecisionBatcher
 from engine.decisions import Decider
 from engine.errors import INTERNAL_ERROR, BadRequest, NbaError, NotFound, Unauthorized
 from engine.events import CUSTOMER_ID, ClickstreamEvent, CrmEvent, describe, event_topic
@@ -104,10 +105,11 @@ def create_app(services: Services) -> FastAPI:
         lifespan=lifespan,
     )
     metrics = services.metrics
+    batcher = DecisionBatcher(services.decider)
 
     async def run_decision(body: DecisionRequest) -> dict[str, Any]:
         started = time.perf_counter()
-        result = await services.decider.decide(
+        result = await batcher.decide(
             DecisionInput(
                 body.customer_id,
                 body.channel,

@@ -93,10 +93,13 @@ class Decider:
         return response
 
     async def decide_many(
-        self, requests: list[DecisionInput | BadRequest]
+        self, requests: list[DecisionInput | BadRequest], budget_s: float | None = None
     ) -> list[dict[str, Any] | BadRequest]:
-        """A batch (email at send time): one store read for every customer, and each
-        round of cap reservations for all decisions in one more round trip."""
+        """A batch (email at send time, or the page views that arrived together, see
+        :mod:`engine.batching`): one store read for every customer, and each round of cap
+        reservations for all decisions in one more round trip. ``budget_s``: how long
+        each of those may take (default five times a single decision's budget)."""
+        budget = self.policy.budget_s * 5 if budget_s is None else budget_s
         started = time.perf_counter()
         now = time.time()
         snap = self.live.snapshot
@@ -116,14 +119,19 @@ class Decider:
                 continue
             valid.append((i, request, placement))
         try:
-            states = await asyncio.wait_for(
-                self.store.fetch_many([r.customer_id for _, r, _ in valid]),
-                self.policy.budget_s * 5,
-            )
+            async with asyncio.timeout(budget):
+                states = await self.store.fetch_many([r.customer_id for _, r, _ in valid])
         except Exception:  # the store is away: every decision from the fallback path
+            fallbacks = []
+            took = round((time.perf_counter() - started) * 1000, 3)
             for i, request, placement in valid:
                 context = {**request.context, "channel": request.channel, "placement": placement}
-                out[i] = self._fallback(snap, request, placement, context, now)
+                response = self._fallback(snap, request, placement, context, now)
+                response["took_ms"] = took
+                state = CustomerState(request.customer_id)
+                fallbacks.append((snap, response, None, request, context, state, now))
+                out[i] = response
+            self._log_later(fallbacks)
             return out
         items = [
             (
@@ -151,25 +159,33 @@ class Decider:
         asks = {n: w[6].next_ask() for n, w in enumerate(work)}
         while pending := [(n, ask) for n, ask in asks.items() if ask is not None]:
             try:
-                rooms = await asyncio.wait_for(
-                    self.store.reserve_many(
+                async with asyncio.timeout(budget):
+                    rooms = await self.store.reserve_many(
                         [(work[n][1].customer_id, ask, now) for n, ask in pending]
-                    ),
-                    self.policy.budget_s * 5,
-                )
+                    )
             except Exception:
                 rooms = [False] * len(pending)
             for (n, _), room in zip(pending, rooms, strict=True):
                 work[n][6].answer(room)
                 asks[n] = work[n][6].next_ask()
         took = round((time.perf_counter() - started) * 1000 / max(len(work), 1), 3)
+        logs = []
         for i, request, placement, state, context, ranked, selection in work:
             response = self.respond(snap, request, placement, state, ranked, selection.chosen, now)
             response["took_ms"] = took
-            if self.sink is not None:
-                self._log(snap, response, ranked, request, context, state, now)
+            logs.append((snap, response, ranked, request, context, state, now))
             out[i] = response
+        self._log_later(logs)
         return out
+
+    def _log_later(self, logs: list[tuple[Any, ...]]) -> None:
+        """Log records built after the caller has sent the answers."""
+        if self.sink is not None and logs:
+            asyncio.get_running_loop().call_soon(self._log_many, logs)
+
+    def _log_many(self, logs: list[tuple[Any, ...]]) -> None:
+        for entry in logs:
+            self._log(*entry)
 
     async def _fetch(self, customer_id: str) -> tuple[CustomerState, bool]:
         # asyncio.timeout, not wait_for: no task of its own, so a read answered at once
