@@ -66,7 +66,7 @@ from models.adaptive_state import (
     read_header,
     unpack_buckets,
 )
-from models.hashing import ActionTable, Hasher
+from models.hashing import ActionTable, Hasher, RequestPart
 
 __all__ = ["AdaptiveModel", "Delta", "Moments", "Observation"]
 
@@ -75,6 +75,7 @@ IntArray = npt.NDArray[np.int64]
 Rows = IntArray | Sequence[int] | None
 Actions = ActionTable | Sequence[Mapping[str, Any]]
 
+_ROW_SHIFT = 33  # a bucket (null half included) is below 2**32: rows keyed above it
 CONTENDER_SIGMAS = 4.0  # P(a normal draw beyond 4 σ) ≈ 3e-5
 LOGIT_LIMIT = 30.0  # σ(±30) keeps every probability strictly inside (0, 1)
 
@@ -396,18 +397,49 @@ class AdaptiveModel:
 
     def update_batch(self, observations: Iterable[Observation]) -> Delta:
         """The same sequential updates; returns their change, for the other processes."""
-        batch = [(o, *self.features(o.customer, o.context, o.action)) for o in observations]
+        batch = list(observations)
         if not batch:
             return Delta.empty()
-        touched = np.unique(np.concatenate([index for _, index, _ in batch]))
+        rows = self._rows(batch)
+        touched = np.unique(np.concatenate([index for index, _ in rows]))
         old_m, old_q = self._z.real[touched], self._q[touched]
-        for obs, index, x in batch:
+        for obs, (index, x) in zip(batch, rows, strict=True):
             offset = obs.offset
             if offset is None:
                 offset = float(self._action(obs.action).offsets[0])
             self._step(index, x, obs.reward, offset)
         dm = self._z.real[touched] - old_m
         return Delta(touched, dm, self._q[touched] - old_q, len(batch))
+
+    def _rows(self, batch: Sequence[Observation]) -> list[tuple[IntArray, FloatArray]]:
+        """:meth:`features` of every observation, worked out together: the customer and
+        context of one decision (the same objects for each action it showed) are hashed
+        once, and the buckets of all rows are merged in one ``np.unique`` keyed by row,
+        whose fixed cost would otherwise be paid per observation (the worker's main
+        cost at 2,000 decisions/s)."""
+        requests: dict[tuple[int, int], RequestPart] = {}
+        keys: list[IntArray] = []
+        cells: list[FloatArray] = []
+        for n, obs in enumerate(batch):
+            pair = (id(obs.customer), id(obs.context))
+            request = requests.get(pair)
+            if request is None:
+                request = requests[pair] = self.hasher.request(obs.customer, obs.context)
+            design = self.hasher.design(request, self._action(obs.action))
+            sizes = np.diff([*design.starts, design.index.shape[1]])
+            keys.append(np.concatenate([design.shared, design.index[0]]) + (n << _ROW_SHIFT))
+            cells.append(np.concatenate([design.shared_values, np.repeat(design.scales[0], sizes)]))
+        merged, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+        x = np.bincount(inverse, np.concatenate(cells), len(merged))
+        index = merged & ((1 << _ROW_SHIFT) - 1)
+        keep = (index < self.dims) & (x != 0)
+        owner = merged[keep] >> _ROW_SHIFT
+        index, x = index[keep], x[keep]
+        bounds = np.searchsorted(owner, np.arange(len(batch) + 1))
+        return [
+            (index[a:b].astype(np.int64), x[a:b])
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        ]
 
     def _step(self, index: IntArray, x: FloatArray, reward: float, offset: float) -> None:
         if not 0.0 <= reward <= 1.0:
