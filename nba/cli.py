@@ -89,6 +89,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             publish=publisher(endpoints.redis_url),
             learner_factory=adaptive_learner(endpoints.redis_url),
         )
+        # uvloop, as in the API: the worker's event loop and its consumer thread's loop
+        # turn over once per batch of events, and asyncio's own loop cost more per turn
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         worker = Worker(app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True)
         try:
             worker.execute_from_commandline()
