@@ -161,6 +161,10 @@ class Moments:
             worst = sigmoid(self.mean - reach + (self.shared_mean - shared)) * weights
             contenders = np.flatnonzero(best >= worst.max())
         m = len(contenders)
+        counts: FloatArray = np.zeros(n)
+        if m == 1:  # the only one that can come first: no draws needed
+            counts[contenders] = 1.0
+            return counts
         z = (
             rng.standard_normal((draws, m + 1))
             if normals is None
@@ -173,7 +177,6 @@ class Moments:
         else:
             logits += self.shared_mean + math.sqrt(self.shared_variance) * z[:, :1]
             first = (sigmoid(logits) * weights[contenders]).argmax(axis=1)
-        counts: FloatArray = np.zeros(n)
         counts[contenders] = np.bincount(first, minlength=m) / draws
         return counts
 

@@ -431,6 +431,20 @@ def test_selection_probabilities_skip_hopeless_candidates_and_agree_with_fresh_d
     assert unweighted[2] == 0.0 and unweighted[1] > unweighted[3] > unweighted[0]
 
 
+def test_a_candidate_beyond_reach_of_all_others_is_chosen_for_certain() -> None:
+    from models.adaptive import Moments
+
+    moments = Moments(
+        mean=np.array([-9.0, 3.0, -8.0]),
+        variance=np.array([0.2, 0.2, 0.2]),
+        shared_mean=0.0,
+        shared_variance=0.5,
+    )
+    rng = np.random.default_rng(1)
+    for weights in (None, np.array([1.0, 1.0, 1.0])):
+        assert moments.selection_probabilities(rng, 100, weights).tolist() == [0.0, 1.0, 0.0]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
