@@ -137,17 +137,23 @@ class _Channel:
 
     # ---- reading ------------------------------------------------------------------------
     def _readable(self) -> None:
+        self._receive()
+
+    def _receive(self) -> bool:
+        """Read what the socket holds and resolve the calls it completes; False when it
+        held nothing (or the connection is lost: see ``lost``)."""
         try:
             data = self.sock.recv(_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self.close(exc)
-            return
+            return False
         if not data:
             self.close(ConnectionError("Redis closed the connection"))
-            return
+            return False
         self._feed(data)
+        return True
 
     def _feed(self, data: bytes) -> None:
         self.received += 1
@@ -170,30 +176,19 @@ class _Channel:
         ``budget_s`` is spent: the replies, or the batch to wait for as usual.
 
         Only when no other call waits (the caller checks). On an idle machine, waking a
-        process that sleeps on its socket costs more than the round trip itself
-        (../shared/PERFORMANCE.md); spinning for at most the budget avoids that wake.
+        process that sleeps on its socket cost more than the round trip itself (see the
+        module's figures); spinning for at most the budget avoids that wake.
         """
         batch = _Batch(None, wanted)
         self.waiting.append(batch)
         self._write(payload)
         deadline = time.perf_counter() + budget_s
-        sock = self.sock
         while self.lost is None:
-            try:
-                data = sock.recv(_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                if time.perf_counter() > deadline:
-                    break
-                continue
-            except OSError as exc:
-                self.close(exc)
+            if self._receive():
+                if len(batch.replies) == wanted:
+                    return batch.replies
+            elif time.perf_counter() > deadline:
                 break
-            if not data:
-                self.close(ConnectionError("Redis closed the connection"))
-                break
-            self._feed(data)
-            if len(batch.replies) == wanted:
-                return batch.replies
         if self.lost is not None:
             raise ConnectionError(f"Redis connection lost: {self.lost}")
         batch.future = self.loop.create_future()
