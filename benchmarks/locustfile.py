@@ -82,7 +82,7 @@ EMAIL_DECISION_SHARE = 0.1
 RESPONSE_SHARE = 0.1
 # Highest rate one simulated user is asked to keep: its mean gap between arrivals stays
 # several times the latency being measured, so one user is never its own bottleneck.
-PER_USER_RATE = {"web": 20.0, "desk": 2.0, "email": 0.5, "responses": 20.0}
+PER_USER_RATE = {"web": 20.0, "desk": 2.0, "email": 0.5, "responses": 5.0}
 
 API_KEY = os.environ.get("NBA_LOADTEST_API_KEY", "")
 WEB_RATE = _float("NBA_LOADTEST_WEB_RATE", 100.0)

@@ -71,8 +71,9 @@ EMAIL_DECISION_SHARE = 0.1  # email decisions per page view
 EMAIL_BATCH = 100  # requests per batch
 RESPONSE_SHARE = 0.1  # responses per page view
 # The most one simulated user is asked to keep up: its mean gap between arrivals stays
-# well above the latency measured, so a user is never its own bottleneck.
-PER_USER_RATE = {"web": 20.0, "desk": 2.0, "email": 0.5, "responses": 20.0}
+# well above the latency measured, so a user is never its own bottleneck (a response is
+# answered once the broker has it, after up to 50 ms of the producer's linger).
+PER_USER_RATE = {"web": 20.0, "desk": 2.0, "email": 0.5, "responses": 5.0}
 # The request that counts one arrival of each caller (for the achieved rate).
 MAIN_REQUESTS = {
     "web": ("web: POST /v1/decisions", "web: POST /v1/decisions (shop)"),
