@@ -17,8 +17,8 @@ fails every waiting call with :class:`ConnectionError`; the next call connects a
 The decision's read may *spin*: read the socket in a loop for up to 100 µs instead of
 returning to the event loop. On an idle machine the round trip measured 67 µs when the
 process slept on its socket and 28 µs when it spun (three HGETALLs, median of 5,000);
-the difference is the process being woken. Spinning is skipped while other calls wait,
-and rests after a spin that ran out (see :class:`WireConnection`).
+most likely the difference is the process being woken. Spinning is skipped while other
+calls wait, and rests after a spin that ran out (see :class:`WireConnection`).
 
 Single servers only (``redis://`` and ``unix://``, with user, password and database
 from the URL); a cluster, or TLS, stays on redis-py (see :mod:`feature_store.connect`).
