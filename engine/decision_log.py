@@ -26,13 +26,14 @@ def decision_record(
 ) -> dict[str, Any]:
     candidates: dict[str, Any] = {}
     learn: list[dict[str, Any]] | None = None
+    customer = state.features()
     if ranked is not None and len(ranked.idx):
         ids = snap.catalogue.ids[ranked.idx].tolist()
         scorer: Any = snap.scorer
         if hasattr(scorer, "offsets") and response["actions"]:
-            learn = _learn_entries(snap, response, ranked, state.features(), context)
+            learn = _learn_entries(snap, response, ranked, customer, context)
         if snap.challenger is not None:
-            shadow = snap.challenger.score(state.features(), context, ranked.idx)
+            shadow = snap.challenger.score(customer, context, ranked.idx)
             candidates["challenger"] = {
                 "version": snap.challenger.version,
                 "propensity": np.ascontiguousarray(shadow),
@@ -52,7 +53,7 @@ def decision_record(
         "channel": request.channel,
         "placement": response["placement"],
         "context": context,
-        "features": state.features(),
+        "features": customer,
         "group": response["group"],
         "fallback": response["fallback"],
         "model_version": response["model_version"],

@@ -69,36 +69,22 @@ class Decider:
 
     async def decide(self, request: DecisionInput, log: bool = True) -> dict[str, Any]:
         """``log=False`` is a preview (the customer view): not logged, reserves no cap."""
-        started = time.perf_counter()
-        now = time.time()
-        snap = self.live.snapshot
-        placement = self.resolve_placement(snap.catalogue, request.channel, request.placement)
-        state, fallback = await self._fetch(request.customer_id)
-        context = {**request.context, "channel": request.channel, "placement": placement}
-        if fallback:
-            response = self._fallback(snap, request, placement, context, now)
-            ranked = None
-        else:
-            ranked = self.rank(snap, request, placement, state, context, now)
-            selection = Selection(snap.catalogue, request, ranked, reserve=log)
-            while (ask := selection.next_ask()) is not None:
-                selection.answer(await self._reserve(request.customer_id, ask, now))
-            chosen = selection.chosen
-            response = self.respond(snap, request, placement, state, ranked, chosen, now)
-        response["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        if log and self.sink is not None:  # after the caller has sent the answer
-            asyncio.get_running_loop().call_soon(
-                self._log, snap, response, ranked, request, context, state, now
-            )
-        return response
+        result = (await self.decide_many([request], self.policy.budget_s, log))[0]
+        if isinstance(result, BadRequest):
+            raise result
+        return result
 
     async def decide_many(
-        self, requests: list[DecisionInput | BadRequest], budget_s: float | None = None
+        self,
+        requests: list[DecisionInput | BadRequest],
+        budget_s: float | None = None,
+        log: bool = True,
     ) -> list[dict[str, Any] | BadRequest]:
-        """A batch (email at send time, or the page views that arrived together, see
-        :mod:`engine.batching`): one store read for every customer, and each round of cap
-        reservations for all decisions in one more round trip. ``budget_s``: how long
-        each of those may take (default five times a single decision's budget)."""
+        """A batch (email at send time, the page views that arrived together, see
+        :mod:`engine.batching`, or one decision): one store read for every customer, and
+        each round of cap reservations for all decisions in one more round trip.
+        ``budget_s``: how long each of those may take (default five times a single
+        decision's budget); ``log=False``: previews, neither logged nor reserving."""
         budget = self.policy.budget_s * 5 if budget_s is None else budget_s
         started = time.perf_counter()
         now = time.time()
@@ -118,7 +104,8 @@ class Decider:
                 out[i] = exc
                 continue
             valid.append((i, request, placement))
-        try:
+        try:  # asyncio.timeout, not wait_for: no task of its own, so a read answered at
+            # once (see feature_store.wire) does not go round the event loop
             async with asyncio.timeout(budget):
                 states = await self.store.fetch_many([r.customer_id for _, r, _ in valid])
         except Exception:  # the store is away: every decision from the fallback path
@@ -131,7 +118,8 @@ class Decider:
                 state = CustomerState(request.customer_id)
                 fallbacks.append((snap, response, None, request, context, state, now))
                 out[i] = response
-            self._log_later(fallbacks)
+            if log:
+                self._log_later(fallbacks)
             return out
         items = [
             (
@@ -150,7 +138,7 @@ class Decider:
                 state,
                 context,
                 ranked,
-                Selection(snap.catalogue, request, ranked),
+                Selection(snap.catalogue, request, ranked, reserve=log),
             )
             for (i, _, _), (request, placement, state, context), ranked in zip(
                 valid, items, self.rank_many(snap, items, now), strict=True
@@ -175,7 +163,8 @@ class Decider:
             response["took_ms"] = took
             logs.append((snap, response, ranked, request, context, state, now))
             out[i] = response
-        self._log_later(logs)
+        if log:
+            self._log_later(logs)
         return out
 
     def _log_later(self, logs: list[tuple[Any, ...]]) -> None:
@@ -186,16 +175,6 @@ class Decider:
     def _log_many(self, logs: list[tuple[Any, ...]]) -> None:
         for entry in logs:
             self._log(*entry)
-
-    async def _fetch(self, customer_id: str) -> tuple[CustomerState, bool]:
-        # asyncio.timeout, not wait_for: no task of its own, so a read answered at once
-        # (see feature_store.wire) does not go round the event loop
-        try:
-            async with asyncio.timeout(self.policy.budget_s):
-                state = await self.store.fetch(customer_id)
-            return state, False
-        except Exception:  # any store failure or timeout: answer from the fallback path
-            return CustomerState(customer_id), True
 
     def rank(
         self,
@@ -308,13 +287,6 @@ class Decider:
             offsets,
             moments,
         )
-
-    async def _reserve(self, customer_id: str, reservations: Any, now: float) -> bool:
-        try:
-            async with asyncio.timeout(self.policy.budget_s):
-                return await self.store.reserve(customer_id, reservations, now)
-        except Exception:  # cannot prove there is room: do not contact
-            return False
 
     def respond(
         self,

@@ -17,7 +17,6 @@ from feature_store import windows
 TIMESTAMP = "_ts"
 RawViews = tuple[str, Mapping[Any, bytes], Mapping[Any, bytes], Mapping[Any, bytes]]
 _LAYOUTS_KEPT = 4096
-_NAMES_KEPT = 10_000
 _loads = orjson.loads
 
 
@@ -58,7 +57,6 @@ class ViewDecoder:
         self.labels = list(behaviour.windows)
         self.windows = windows.WindowReader(behaviour.widths, behaviour.buckets)
         self._layouts: dict[tuple[str, tuple[Any, ...]], _Layout] = {}
-        self._names: dict[Any, str] = {}
 
     def state(
         self,
@@ -137,7 +135,7 @@ class ViewDecoder:
         counters: list[int] = []
         stamp = None
         for at, (key, value) in enumerate(zip(fields, values, strict=True)):
-            name = self._name(key)
+            name = _text(key)
             if name == TIMESTAMP:
                 stamp = at
             elif view == "behaviour" and value[:1] == windows.PREFIX:
@@ -153,13 +151,9 @@ class ViewDecoder:
             self._layouts[(view, fields)] = layout  # data; the bound guards against a flood
         return layout
 
-    def _name(self, key: Any) -> str:
-        name = self._names.get(key)
-        if name is None:
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            if len(self._names) < _NAMES_KEPT:
-                self._names[key] = name
-        return name
+
+def _text(key: Any) -> str:
+    return key.decode() if isinstance(key, bytes) else str(key)
 
 
 def load(value: bytes) -> Any:

@@ -317,17 +317,7 @@ class AdaptiveModel:
     ) -> tuple[IntArray, FloatArray]:
         """The buckets of one candidate's row, shared blocks included, and their values
         ``x`` (summed where two features share a bucket)."""
-        design = self.hasher.design(
-            self.hasher.request(customer, context), self._action(action_view)
-        )
-        sizes = np.diff([*design.starts, design.index.shape[1]])
-        index, inverse = np.unique(
-            np.concatenate([design.shared, design.index[0]]), return_inverse=True
-        )
-        cells = np.concatenate([design.shared_values, np.repeat(design.scales[0], sizes)])
-        x = np.bincount(inverse, cells, len(index))
-        keep = (index < self.dims) & (x != 0)
-        return index[keep].astype(np.int64), x[keep]
+        return self._rows([Observation(customer, context, action_view, 0.0)])[0]
 
     def moments(
         self,

@@ -325,9 +325,10 @@ def _caller_rate(text: str) -> tuple[str, float]:
     from nba.loadtest import RATE_UNITS
 
     kind, sep, rate = text.partition("=")
-    if kind.strip() == "web":
+    kind = kind.strip()
+    if kind == "web":
         raise argparse.ArgumentTypeError("the web rate is --rate")
-    if kind.strip() not in RATE_UNITS:
+    if kind not in RATE_UNITS:
         raise argparse.ArgumentTypeError(f"unknown caller {kind!r}; known: {sorted(RATE_UNITS)}")
     try:
         value = float(rate)
@@ -335,7 +336,7 @@ def _caller_rate(text: str) -> tuple[str, float]:
         value = -1.0
     if not sep or value < 0:
         raise argparse.ArgumentTypeError(f"expected CALLER=RATE with RATE >= 0, got {text!r}")
-    return kind.strip(), value
+    return kind, value
 
 
 def parser() -> argparse.ArgumentParser:
