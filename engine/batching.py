@@ -6,7 +6,8 @@ per decision, the fixed costs of a store round trip, an ONNX call and a dozen nu
 calls, and runs with caches that the other processes on the machine have cooled. Decided
 as one batch (:meth:`engine.decisions.Decider.decide_many`) they share one round trip
 and one model call, and all but the first run warm: on the demo world, with the caches
-cooled before each batch, 642 µs per decision alone, 470 in twos, 362 in fours.
+cooled before each batch, 641 µs per decision alone, 439 in twos, 323 in fours (median,
+benchmarks/test_bench_warmth.py).
 
 The first request of a turn leads: it yields the loop once, so that requests whose
 turn has already begun can join, then decides for all of them. A request alone (light
