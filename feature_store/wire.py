@@ -15,10 +15,11 @@ future to be resolved and dropped, which keeps the replies aligned. A lost conne
 fails every waiting call with :class:`ConnectionError`; the next call connects again.
 
 The decision's read may *spin*: read the socket in a loop for up to 100 µs instead of
-returning to the event loop. On an idle machine the round trip measured 67 µs when the
-process slept on its socket and 28 µs when it spun (three HGETALLs, median of 5,000);
-most likely the difference is the process being woken. Spinning is skipped while other
-calls wait, and rests after a spin that ran out (see :class:`WireConnection`).
+returning to the event loop. On a quiet machine the feature read measured 72–79 µs
+spinning against 118–132 µs waiting on the loop, side by side (median of 5,000,
+benchmarks/test_bench_engine.py); most likely the difference is the process being
+woken. Spinning is skipped while other calls wait, and rests after a spin that ran out
+(see :class:`WireConnection`).
 
 Single servers only (``redis://`` and ``unix://``, with user, password and database
 from the URL); a cluster, or TLS, stays on redis-py (see :mod:`feature_store.connect`).
