@@ -80,6 +80,11 @@ class StackEndpoints:
     kafka_brokers: str
 
 
+def _lost_port_race(output: str) -> bool:
+    """Redis says "Address already in use"; Tansu, built on musl, "Address in use"."""
+    return "Address already in use" in output or "Address in use" in output
+
+
 def free_port() -> int:
     """A loopback port free right now (another process may still take it before we bind)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -291,7 +296,7 @@ class EmbeddedStack:
             assert process is not None
             if process.poll() is not None:
                 output = launch.new_output()
-                if "already in use" in output and attempts < _PORT_ATTEMPTS:
+                if _lost_port_race(output) and attempts < _PORT_ATTEMPTS:
                     attempts += 1
                     self._spawn(launch)
                     continue

@@ -282,6 +282,23 @@ def test_a_lost_port_race_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyP
                 client.close()
 
 
+def test_a_broker_that_lost_its_port_race_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = iter([port])
+        real_free_port = embedded.free_port
+        monkeypatch.setattr(embedded, "free_port", lambda: next(ports, None) or real_free_port())
+        with EmbeddedStack(tmp_path, redis_url=UNUSED_REDIS) as endpoints:
+            assert endpoints.kafka_brokers != f"127.0.0.1:{port}"
+            host, answered = endpoints.kafka_brokers.rsplit(":", 1)
+            with socket.create_connection((host, int(answered)), timeout=5):
+                pass
+
+
 def _fake_server(tmp_path: Path, body: str) -> str:
     script = tmp_path / "fake-redis-server"
     script.write_text(f"#!/bin/sh\n{body}\n")
