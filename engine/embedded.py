@@ -81,7 +81,7 @@ class StackEndpoints:
 
 
 def _lost_port_race(output: str) -> bool:
-    """Redis says "Address already in use"; Tansu, built on musl, "Address in use"."""
+    """Redis says "Address already in use"; Tansu (in its log) "Address in use"."""
     return "Address already in use" in output or "Address in use" in output
 
 
