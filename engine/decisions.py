@@ -168,9 +168,13 @@ class Decider:
         return out
 
     def _log_later(self, logs: list[tuple[Any, ...]]) -> None:
-        """Log records built after the caller has sent the answers."""
+        """Log records built after the callers have sent the answers. Two turns of the
+        loop later, not one: the other callers of a batch (:mod:`engine.batching`) learn
+        their answers only after this returns, so their wake-ups are queued behind a
+        single hop, and would wait for every record of the batch to be built."""
         if self.sink is not None and logs:
-            asyncio.get_running_loop().call_soon(self._log_many, logs)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._log_many, logs)
 
     def _log_many(self, logs: list[tuple[Any, ...]]) -> None:
         for entry in logs:

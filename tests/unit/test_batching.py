@@ -12,7 +12,7 @@ from engine.batching import DecisionBatcher
 from engine.errors import BadRequest
 from engine.selection import DecisionInput
 from feature_store.memory_store import MemoryFeatureStore
-from tests.unit.test_decisions import ADULT, ListSink, decider, with_profile
+from tests.unit.test_decisions import ADULT, ListSink, decider, records_built, with_profile
 
 
 async def test_requests_of_one_turn_share_a_batch_and_keep_their_own_answers() -> None:
@@ -32,11 +32,38 @@ async def test_requests_of_one_turn_share_a_batch_and_keep_their_own_answers() -
         assert answer["customer_id"] == request.customer_id
         assert answer["placement"] == request.placement
         assert 1 <= len(answer["actions"]) <= request.limit
-    await asyncio.sleep(0)  # the records are built once the answers have gone
+    await records_built()
     sink = engine.sink
     assert isinstance(sink, ListSink)
     logged = [orjson.loads(value)["decision_id"] for _, _, value in sink.records]
     assert sorted(logged) == sorted(a["decision_id"] for a in answers)
+
+
+async def test_every_caller_of_a_batch_has_its_answer_before_a_record_is_built() -> None:
+    """The records cost more than the answers: a caller that waited for them would count
+    them in its latency."""
+    store = MemoryFeatureStore()
+    engine = decider(store)
+    batcher = DecisionBatcher(engine)
+    callers: list[asyncio.Task[object]] = []
+    answered_at_first_record: list[bool] = []
+
+    class WatchingSink(ListSink):
+        def send_nowait(self, topic: str, key: str, value: bytes) -> None:
+            if not answered_at_first_record:
+                answered_at_first_record.append(all(c.done() for c in callers))
+            super().send_nowait(topic, key, value)
+
+    engine.sink = WatchingSink()
+    callers.extend(
+        asyncio.create_task(batcher.decide(DecisionInput(f"c{n}", "web", "home_hero")))
+        for n in range(4)
+    )
+    await asyncio.gather(*callers)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert batcher.batches == 1
+    assert answered_at_first_record == [True]
 
 
 async def test_a_bad_request_fails_alone() -> None:
@@ -78,7 +105,7 @@ async def test_when_the_store_is_away_every_request_of_the_batch_falls_back() ->
         *(batcher.decide(DecisionInput(f"c{n}", "web", "home_hero")) for n in range(3))
     )
     assert all(a["fallback"] for a in answers)
-    await asyncio.sleep(0)
+    await records_built()
     sink = engine.sink
     assert isinstance(sink, ListSink)
     assert len(sink.records) == 3  # fallback decisions are logged too

@@ -44,6 +44,12 @@ class ListSink:
         return None
 
 
+async def records_built() -> None:
+    """Log records are built two turns of the loop after the answers (Decider._log_later)."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
 def decider(
     store: MemoryFeatureStore, share: float = 0.0, folder: Path = DEMO_CATALOGUE
 ) -> Decider:
@@ -123,7 +129,7 @@ async def test_control_group_is_configured_per_channel_sticky_and_logged(tmp_pat
     engine = decider(MemoryFeatureStore(), share=0.0, folder=tmp_path)
     results = [await engine.decide(DecisionInput("c5", "web", "top", {}, 1)) for _ in range(5)]
     assert {r["group"] for r in results} == {"control"}
-    await asyncio.sleep(0)  # records are built once the answers have gone
+    await records_built()
     assert len(engine.sink.records) == 5  # type: ignore[union-attr]
     shop = await engine.decide(DecisionInput("c5", "shop", "till"))
     assert shop["group"] == "treatment"
@@ -197,7 +203,7 @@ async def test_the_log_keeps_the_offsets_the_ranking_used_from_one_model_call() 
     sink = ListSink()
     engine = Decider(store, live, sink, DecisionPolicy(control_share=0.0))
     result = await engine.decide(DecisionInput("c-log", "web", limit=2))
-    await asyncio.sleep(0)  # the record is built once the answer has gone
+    await records_built()
     assert model.calls == 1  # one base-model call serves ranking and log
     record = orjson.loads(sink.records[-1][2])
     assert [r["action_id"] for r in record["learn"]] == [a["action_id"] for a in result["actions"]]
