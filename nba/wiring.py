@@ -14,6 +14,7 @@ from engine.api import Services, create_app
 from engine.auth import KeyRing
 from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
+from engine.heap import keep_frozen
 from engine.holders import LiveState
 from feature_store.adaptive_store import RedisAdaptiveStore
 from feature_store.catalogue_store import RedisCatalogueStore
@@ -136,6 +137,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
             lambda: watch_models(registry, live),
             manager.watch,
             lambda: follow(adaptive, live),
+            lambda: keep_frozen(live),
         ],
         on_close=[
             sink.close,
