@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     decision_budget_ms: float = Field(default=20.0, gt=0)
     control_share: float = Field(default=0.05, ge=0, le=1)
+    learn_negative_share: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("redis_url")
     @classmethod

@@ -99,13 +99,16 @@ def _sigma(z: float) -> float:
 
 
 class Observation(NamedTuple):
-    """One response; ``offset`` is the logit its decision started from (None: the prior)."""
+    """One response; ``offset`` is the logit its decision started from (None: the prior);
+    ``weight``: how many like it this one stands for (a learner that samples its
+    negatives learns each kept one with the inverse of the share it keeps)."""
 
     customer: Mapping[str, Any]
     context: Mapping[str, Any]
     action: Mapping[str, Any]
     reward: float
     offset: float | None = None
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +403,7 @@ class AdaptiveModel:
             offset = obs.offset
             if offset is None:
                 offset = float(self._action(obs.action).offsets[0])
-            self._step(index, x, obs.reward, offset)
+            self._step(index, x, obs.reward, offset, obs.weight)
         dm = self._z.real[touched] - old_m
         return Delta(touched, dm, self._q[touched] - old_q, len(batch))
 
@@ -434,35 +437,42 @@ class AdaptiveModel:
             for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
         ]
 
-    def _step(self, index: IntArray, x: FloatArray, reward: float, offset: float) -> None:
+    def _step(
+        self, index: IntArray, x: FloatArray, reward: float, offset: float, weight: float = 1.0
+    ) -> None:
+        """The posterior's mode moves along ``x / q`` by ``c`` (see :func:`_solve`) and its
+        precision grows by the likelihood's curvature there; a weight scales the
+        likelihood, as if the observation had been seen ``weight`` times at once."""
         if not 0.0 <= reward <= 1.0:
             raise ValueError(f"reward must be in [0, 1], got {reward}")
         if not math.isfinite(offset):
             raise ValueError(f"offset must be finite, got {offset}")
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"weight must be positive, got {weight}")
         m, q = self._z.real[index], self._q[index]
         score = offset + float(m @ x)
         spread = float((x * x) @ (1.0 / q))
-        c = _solve(score, spread, reward)
+        c = _solve(score, spread, reward, weight)
         p = _sigma(score + c * spread)
-        q_new = q + x * x * (p * (1.0 - p))
+        q_new = q + x * x * (weight * p * (1.0 - p))
         self._z[index] = (m + c * x / q) + 1j / q_new
         self._q[index] = q_new
         self.updates += 1
 
 
-def _solve(score: float, spread: float, reward: float) -> float:
-    """The root of ``g(c) = c - r + σ(s + c v)``, increasing in c, inside [r - 1, r]:
-    Newton steps kept inside a shrinking bracket."""
-    lo, hi = reward - 1.0, reward
-    c = reward - _sigma(score)
+def _solve(score: float, spread: float, reward: float, weight: float = 1.0) -> float:
+    """The root of ``g(c) = c - w (r - σ(s + c v))``, increasing in c, inside
+    [w (r - 1), w r]: Newton steps kept inside a shrinking bracket."""
+    lo, hi = weight * (reward - 1.0), weight * reward
+    c = weight * (reward - _sigma(score))
     for _ in range(60):
         p = _sigma(score + c * spread)
-        g = c - reward + p
+        g = c - weight * (reward - p)
         if g > 0:
             hi = c
         else:
             lo = c
-        nxt = c - g / (1.0 + spread * p * (1.0 - p))
+        nxt = c - g / (1.0 + weight * spread * p * (1.0 - p))
         if not lo <= nxt <= hi:
             nxt = 0.5 * (lo + hi)
         if abs(nxt - c) < 1e-14:

@@ -87,7 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             lambda: RedisFeatureStore.from_url(endpoints.redis_url),
             lambda: RedisImpactStore.from_url(endpoints.redis_url),
             publish=publisher(endpoints.redis_url),
-            learner_factory=adaptive_learner(endpoints.redis_url),
+            learner_factory=adaptive_learner(endpoints.redis_url, settings.learn_negative_share),
         )
         # uvloop, as in the API: the worker's event loop and its consumer thread's loop
         # turn over once per batch of events, and asyncio's own loop cost more per turn
@@ -116,7 +116,7 @@ def publisher(redis_url: str) -> Any:
     return publish
 
 
-def adaptive_learner(redis_url: str) -> Any:
+def adaptive_learner(redis_url: str, negative_share: float = 1.0) -> Any:
     """The worker's learner, resumed from the stored snapshot and the deltas after it."""
 
     async def make() -> Any:
@@ -126,7 +126,7 @@ def adaptive_learner(redis_url: str) -> Any:
 
         store = RedisAdaptiveStore.from_url(redis_url)
         model, cursor = await restore(store)
-        learner = Learner(model, store.append, store.save_snapshot)
+        learner = Learner(model, store.append, store.save_snapshot, negative_share=negative_share)
         learner.cursor = cursor
         return learner
 

@@ -6,10 +6,16 @@ learned at once) or ``label_window_s`` passes without one (reward 0). Each secon
 observations are applied as one batch and the resulting delta is published; a snapshot
 is stored every ``snapshot_every_s``. Pending decisions live in memory: a crashed
 worker loses only the few seconds of lessons it had not published.
+
+Most shown actions get no response, and each lesson costs the worker about as much as
+hashing a decision. ``negative_share`` below 1 learns only that share of the unanswered
+ones, drawn at random, each weighted by its inverse (negative down-sampling): every
+positive is still learned, and in expectation the likelihood is the full one.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,12 +43,19 @@ class Learner:
         save: Callable[[bytes, str], Awaitable[None]],
         label_window_s: float = 10.0,
         snapshot_every_s: float = 30.0,
+        negative_share: float = 1.0,
+        seed: int | None = None,
     ) -> None:
+        if not 0.0 < negative_share <= 1.0:
+            raise ValueError(f"negative_share must be in (0, 1], got {negative_share}")
         self.model = model
         self.publish = publish
         self.save = save
         self.label_window_s = label_window_s
         self.snapshot_every_s = snapshot_every_s
+        self.negative_share = negative_share
+        self.negative_weight = 1.0 / negative_share
+        self.rng = random.Random(seed)
         self.pending: dict[tuple[str, str], Shown] = {}
         self.ready: list[Observation] = []
         self.cursor = "0-0"
@@ -74,9 +87,13 @@ class Learner:
     async def flush(self) -> int:
         """Label what waited too long as no response, learn the batch, publish its delta."""
         cutoff = time.monotonic() - self.label_window_s
+        share, weight, draw = self.negative_share, self.negative_weight, self.rng.random
         for key in [k for k, s in self.pending.items() if s.at < cutoff]:
             s = self.pending.pop(key)
-            self.ready.append(Observation(s.customer, s.context, s.action, 0.0, s.offset))
+            if share == 1.0 or draw() < share:
+                self.ready.append(
+                    Observation(s.customer, s.context, s.action, 0.0, s.offset, weight)
+                )
         batch, self.ready = self.ready, []
         if batch:
             delta = self.model.update_batch(batch)

@@ -472,3 +472,28 @@ def test_request_tokens_do_not_depend_on_what_the_cache_saw_before(
         assert seen.tokens.tolist() == fresh.tokens.tolist()
         assert seen.crossing.tolist() == fresh.crossing.tolist()
         assert seen.values.tolist() == fresh.values.tolist()
+
+
+# --- weighted observations (a learner that samples its negatives) ------------------------------
+
+
+def test_a_weighted_observation_moves_the_model_as_that_many_would() -> None:
+    model, batch = _trained(seed=3)
+    start = model.to_bytes()
+    for obs in batch[:20]:
+        weighted, repeated, once = (AdaptiveModel.from_bytes(start) for _ in range(3))
+        weighted.update_batch([obs._replace(weight=4.0)])
+        touched = repeated.update_batch([obs] * 4).indices
+        once.update_batch([obs])
+        moved = repeated.m[touched] - model.m[touched]
+        off = weighted.m[touched] - repeated.m[touched]
+        assert np.abs(off).max() <= 0.2 * np.abs(moved).max()  # one step, not four
+        assert np.abs(off).max() < 0.5 * np.abs(once.m[touched] - repeated.m[touched]).max()
+        np.testing.assert_allclose(weighted.q[touched], repeated.q[touched], rtol=0.05)
+
+
+@pytest.mark.parametrize("weight", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_weight_must_be_positive_and_finite(weight: float) -> None:
+    model, batch = _trained()
+    with pytest.raises(ValueError, match="weight"):
+        model.update_batch([batch[0]._replace(weight=weight)])
