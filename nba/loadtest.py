@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -61,6 +61,9 @@ import httpx
 import orjson
 
 from engine.config import Settings
+from nba.load_chart import history_series, plot, timeline_series
+from nba.load_measures import QUANTILES, CpuWatch, quantile, rounded, scrape, server_report
+from nba.load_measures import step as _step
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "benchmarks" / "locustfile.py"
@@ -88,7 +91,6 @@ RATE_UNITS = {
     "responses": "responses/s",
 }
 ORJSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
 def offered_rates(rate: float) -> dict[str, float]:
@@ -105,227 +107,8 @@ def users_for(rates: Mapping[str, float]) -> dict[str, int]:
     return {k: max(1, math.ceil(r / PER_USER_RATE[k])) if r > 0 else 0 for k, r in rates.items()}
 
 
-def _step(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-# ---- histograms ---------------------------------------------------------------------------
-
-
-def quantile(hist: Mapping[float, int], q: float) -> float | None:
-    """The ``q`` quantile of a histogram of exact values (value -> count)."""
-    total = sum(hist.values())
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for value in sorted(hist):
-        seen += hist[value]
-        if seen >= rank:
-            return value
-    return max(hist)
-
-
-def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
-    """Prometheus-style quantile from cumulative ``(le, count)`` pairs, interpolated
-    linearly inside the bucket; past the last finite bound, that bound."""
-    buckets = sorted(buckets)
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = q * buckets[-1][1]
-    lower, below = 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if math.isinf(le):
-                return lower
-            if count == below:
-                return le
-            return lower + (le - lower) * (rank - below) / (count - below)
-        lower, below = le, count
-    return lower
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-# ---- /metrics -------------------------------------------------------------------------------
-
-
-def scrape(base_url: str) -> dict[str, Any] | None:
-    """The server's ``/metrics``, parsed; None if it does not answer within 30 s."""
-    try:
-        reply = httpx.get(f"{base_url}/metrics", timeout=30.0)
-        reply.raise_for_status()
-    except httpx.HTTPError as exc:
-        _step(f"could not read {base_url}/metrics: {exc!r}")
-        return None
-    return parse_metrics(reply.text)
-
-
-def parse_metrics(text: str) -> dict[str, Any]:
-    """The server's decision histograms and counters, by channel."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    decision: dict[str, dict[float, float]] = collections.defaultdict(dict)
-    batch: dict[float, float] = {}
-    counts: dict[tuple[str, str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name == "nba_decision_seconds_bucket":
-                le = float(labels["le"])
-                channel = labels.get("channel", "?")
-                decision[channel][le] = decision[channel].get(le, 0.0) + sample.value
-            elif sample.name == "nba_decision_batch_seconds_bucket":
-                le = float(labels["le"])
-                batch[le] = batch.get(le, 0.0) + sample.value
-            elif sample.name == "nba_decisions_total":
-                key = (labels["channel"], labels["group"], labels["fallback"])
-                counts[key] = counts.get(key, 0.0) + sample.value
-    return {"decision": dict(decision), "batch": batch, "counts": counts}
-
-
-def _diff(after: Mapping[float, float], before: Mapping[float, float]) -> list[tuple[float, float]]:
-    return [(le, count - before.get(le, 0.0)) for le, count in after.items()]
-
-
-def _latency(buckets: list[tuple[float, float]]) -> dict[str, Any]:
-    count = max((c for _, c in buckets), default=0.0)
-    out: dict[str, Any] = {"count": int(count)}
-    for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        value = bucket_quantile(buckets, q)
-        out[f"{label}_ms"] = _round(None if value is None else value * 1000.0, 3)
-    return out
-
-
-def server_report(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
-    by_channel: dict[str, Any] = {}
-    merged: dict[float, float] = collections.defaultdict(float)
-    for channel, buckets in sorted(after["decision"].items()):
-        diff = _diff(buckets, before["decision"].get(channel, {}))
-        for le, count in diff:
-            merged[le] += count
-        by_channel[channel] = _latency(diff)
-    decisions: dict[str, float] = collections.defaultdict(float)
-    fallbacks = 0.0
-    control = 0.0
-    for key, value in after["counts"].items():
-        delta = value - before["counts"].get(key, 0.0)
-        decisions[key[0]] += delta
-        fallbacks += delta if key[2] == "true" else 0.0
-        control += delta if key[1] == "control" else 0.0
-    total = sum(decisions.values())
-    return {
-        "note": "from nba_decision_seconds (single decisions; bucket bounds 0.25, 0.5, 0.75, "
-        "1, 1.5, 2, 3, 5, 7.5, 10 ms…, linear inside a bucket) over the measured window",
-        "decision_latency": {"all": _latency(sorted(merged.items())), **by_channel},
-        "batch_latency": _latency(_diff(after["batch"], before["batch"])),
-        "decisions": {k: int(v) for k, v in sorted(decisions.items())},
-        "decisions_per_s": round(total / seconds, 1) if seconds > 0 else None,
-        "fallbacks": int(fallbacks),
-        "control": int(control),
-    }
-
-
-# ---- CPU per process ---------------------------------------------------------------------
-
-
-@dataclass
-class CpuWatch:
-    """CPU seconds of named process trees and of the whole machine over a window."""
-
-    roots: dict[str, int] = field(default_factory=dict)
-    start: dict[str, dict[int, float]] = field(default_factory=dict)
-    start_system: Any = None
-    started_at: float = 0.0
-    start_all: dict[int, tuple[str, float]] = field(default_factory=dict)
-
-    @staticmethod
-    def _everything() -> dict[int, tuple[str, float]]:
-        """Every process on the machine: a short description and its CPU seconds."""
-        import psutil
-
-        out: dict[int, tuple[str, float]] = {}
-        for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
-            info = proc.info
-            times = info.get("cpu_times")
-            if times is None:
-                continue
-            words = [Path(w).name if i == 0 else w for i, w in enumerate(info["cmdline"] or [])]
-            out[proc.pid] = (" ".join(words)[:100] or str(info["name"]), times.user + times.system)
-        return out
-
-    def _sample(self) -> dict[str, dict[int, float]]:
-        import psutil
-
-        out: dict[str, dict[int, float]] = {}
-        for name, pid in self.roots.items():
-            times: dict[int, float] = {}
-            try:
-                root = psutil.Process(pid)
-                for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        t = proc.cpu_times()
-                        times[proc.pid] = t.user + t.system
-            except psutil.Error:
-                pass
-            out[name] = times
-        return out
-
-    def begin(self) -> None:
-        import psutil
-
-        self.start = self._sample()
-        self.start_all = self._everything()
-        self.start_system = psutil.cpu_times()
-        self.started_at = time.monotonic()
-
-    def end(self) -> dict[str, Any]:
-        import psutil
-
-        if self.start_system is None:
-            return {}
-        seconds = time.monotonic() - self.started_at
-        now = self._sample()
-        everything = self._everything()
-        system = psutil.cpu_times()
-        ours = {pid for times in now.values() for pid in times}
-        others = sorted(
-            (
-                (cpu - self.start_all.get(pid, ("", 0.0))[1], what)
-                for pid, (what, cpu) in everything.items()
-                if pid not in ours and pid != os.getpid()
-            ),
-            reverse=True,
-        )
-        per_process: dict[str, float] = {}
-        for name, times in now.items():
-            used = sum(t - self.start[name].get(pid, t) for pid, t in times.items())
-            per_process[name] = round(100.0 * used / seconds, 1) if seconds > 0 else 0.0
-        deltas = {f: getattr(system, f) - getattr(self.start_system, f) for f in system._fields}
-        total = sum(deltas.values()) or 1.0
-        idle = deltas.get("idle", 0.0) + deltas.get("iowait", 0.0)
-        busy_cores = (1 - idle / total) * (os.cpu_count() or 1)
-        return {
-            "note": "percent of one core over the measured window (100 = one core busy)",
-            "per_process": per_process,
-            "machine_busy_percent_of_all_cores": round(100.0 * (1 - idle / total), 1),
-            "machine_steal_percent": round(100.0 * deltas.get("steal", 0.0) / total, 1),
-            "outside_these_processes": round(100.0 * busy_cores - sum(per_process.values()), 1),
-            "machine_breakdown_percent_of_all_cores": {
-                f: round(100.0 * v / total, 1) for f, v in deltas.items() if v > 0
-            },
-            "busiest_other_processes": [
-                {"percent": round(100.0 * used / seconds, 1), "process": what}
-                for used, what in others[:6]
-                if seconds > 0 and used / seconds >= 0.01
-            ],
-        }
 
 
 # ---- Locust -------------------------------------------------------------------------------
@@ -510,8 +293,8 @@ def _merge_details(details: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def _latency_summary(hist: Mapping[float, int]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for label, q in QUANTILES:
-        out[f"{label}_ms"] = _round(quantile(hist, q))
-    out["max_ms"] = _round(max(hist) if hist else None)
+        out[f"{label}_ms"] = rounded(quantile(hist, q))
+    out["max_ms"] = rounded(max(hist) if hist else None)
     return out
 
 
@@ -681,124 +464,6 @@ def machine_info() -> dict[str, Any]:
 
         info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
     return info
-
-
-def _float(value: str | None) -> float:
-    try:
-        return float(value) if value not in (None, "", "N/A") else math.nan
-    except ValueError:
-        return math.nan
-
-
-@dataclass
-class Series:
-    """What the chart shows, per second since Locust started."""
-
-    rates: dict[str, dict[float, float]] = field(default_factory=dict)  # caller -> t -> req/s
-    latency: dict[str, dict[float, float]] = field(default_factory=dict)  # label -> t -> ms
-    warmup_end: float | None = None
-    source: str = ""
-
-
-def timeline_series(details: list[dict[str, Any]]) -> Series:
-    """Exact per-second counts and percentiles from the locustfile's timeline."""
-    requests: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    web: dict[int, collections.Counter[float]] = collections.defaultdict(collections.Counter)
-    every: dict[int, collections.Counter[float]] = collections.defaultdict(collections.Counter)
-    for detail in details:
-        for second, slot in detail.get("timeline", {}).items():
-            t = int(second)
-            requests[t].update(slot.get("requests", {}))
-            for key, n in slot.get("web", {}).items():
-                web[t][int(key) / 10.0] += n
-            for key, n in slot.get("all", {}).items():
-                every[t][int(key) / 10.0] += n
-    series = Series(source="per second, exact (locustfile timeline)")
-    if not requests:
-        return series
-    t0 = min(d.get("started", min(requests)) for d in details)
-    last = max(requests)  # the last second is partial: leave it out
-    for t in sorted(requests):
-        if t == last:
-            continue
-        x = t - int(t0)
-        for kind, n in requests[t].items():
-            series.rates.setdefault(kind, {})[x] = float(n)
-        series.rates.setdefault("all", {})[x] = float(sum(requests[t].values()))
-        for label, hist in (("web decisions", web[t]), ("all requests", every[t])):
-            if not hist:
-                continue
-            for name, q in QUANTILES:
-                value = quantile(hist, q)
-                if value is not None:
-                    series.latency.setdefault(f"{label} {name}", {})[x] = value
-    spawned = [d["since"] for d in details if d.get("arrivals")]
-    if spawned:
-        series.warmup_end = min(spawned) - t0
-    return series
-
-
-def history_series(history: list[dict[str, str]]) -> Series:
-    """Fallback: Locust's stats history (request counts per interval; its percentiles
-    are over a moving 10 s window, in whole ms)."""
-    series = Series(source="Locust stats history (percentiles over a 10 s window)")
-    if not history:
-        return series
-    t0 = min(_float(r["Timestamp"]) for r in history)
-    previous: dict[str, tuple[float, float]] = {}
-    for row in history:
-        t = _float(row["Timestamp"]) - t0
-        name = row["Name"]
-        total = _float(row.get("Total Request Count"))
-        kind = "all" if name == "Aggregated" else name.split(":", 1)[0]
-        last_t, last_total = previous.get(name, (t, total))
-        previous[name] = (t, total)
-        if t > last_t and total >= last_total:
-            rates = series.rates.setdefault(kind, {})
-            rates[t] = rates.get(t, 0.0) + (total - last_total) / (t - last_t)
-        elif total < last_total and series.warmup_end is None:
-            series.warmup_end = t  # --reset-stats: totals start again
-        label = {"Aggregated": "all requests", "web: POST /v1/decisions": "web decisions"}.get(name)
-        if label is not None and total > 0:
-            for p, q in (("50%", "p50"), ("95%", "p95"), ("99%", "p99")):
-                value = _float(row.get(p))
-                if not math.isnan(value) and value > 0:
-                    series.latency.setdefault(f"{label} {q}", {})[t] = value
-    return series
-
-
-def plot(series: Series, path: Path, title: str) -> None:
-    """Requests/s per caller (top) and latency percentiles (bottom) over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True)
-    for kind, points in sorted(series.rates.items()):
-        xs = sorted(points)
-        top.plot(xs, [points[x] for x in xs], label=kind, lw=2.2 if kind == "all" else 1.2)
-    top.set_ylabel("requests/s")
-    top.legend(loc="lower right", fontsize=8, ncol=5)
-    top.grid(alpha=0.3)
-    styles = {"p50": ":", "p95": "--", "p99": "-"}
-    colours = {"web decisions": "tab:blue", "all requests": "tab:grey"}
-    for label, points in sorted(series.latency.items()):
-        who, q = label.rsplit(" ", 1)
-        xs = sorted(points)
-        bottom.plot(xs, [points[x] for x in xs], styles[q], color=colours[who], label=label)
-    bottom.set_ylabel("client latency, ms")
-    bottom.set_yscale("log")
-    bottom.set_xlabel(f"seconds since Locust started; {series.source}")
-    bottom.legend(loc="upper right", fontsize=8, ncol=2)
-    bottom.grid(alpha=0.3, which="both")
-    if series.warmup_end is not None:
-        for axis in (top, bottom):
-            axis.axvspan(0, series.warmup_end, color="0.92", zorder=0)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def print_summary(report: dict[str, Any]) -> None:

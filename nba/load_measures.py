@@ -1,0 +1,235 @@
+"""What ``nba loadtest`` reads off the servers: quantiles of latency histograms, the API's
+``/metrics`` over the measured window, and the CPU each process used."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+
+def step(message: str) -> None:
+    """A line of the load test's progress, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def quantile(hist: Mapping[float, int], q: float) -> float | None:
+    """The ``q`` quantile of a histogram of exact values (value -> count)."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen >= rank:
+            return value
+    return max(hist)
+
+
+def bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus-style quantile from cumulative ``(le, count)`` pairs, interpolated
+    linearly inside the bucket; past the last finite bound, that bound."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower
+            if count == below:
+                return le
+            return lower + (le - lower) * (rank - below) / (count - below)
+        lower, below = le, count
+    return lower
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# ---- /metrics -------------------------------------------------------------------------------
+
+
+def scrape(base_url: str) -> dict[str, Any] | None:
+    """The server's ``/metrics``, parsed; None if it does not answer within 30 s."""
+    try:
+        reply = httpx.get(f"{base_url}/metrics", timeout=30.0)
+        reply.raise_for_status()
+    except httpx.HTTPError as exc:
+        step(f"could not read {base_url}/metrics: {exc!r}")
+        return None
+    return parse_metrics(reply.text)
+
+
+def parse_metrics(text: str) -> dict[str, Any]:
+    """The server's decision histograms and counters, by channel."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    decision: dict[str, dict[float, float]] = collections.defaultdict(dict)
+    batch: dict[float, float] = {}
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "nba_decision_seconds_bucket":
+                le = float(labels["le"])
+                channel = labels.get("channel", "?")
+                decision[channel][le] = decision[channel].get(le, 0.0) + sample.value
+            elif sample.name == "nba_decision_batch_seconds_bucket":
+                le = float(labels["le"])
+                batch[le] = batch.get(le, 0.0) + sample.value
+            elif sample.name == "nba_decisions_total":
+                key = (labels["channel"], labels["group"], labels["fallback"])
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return {"decision": dict(decision), "batch": batch, "counts": counts}
+
+
+def _diff(after: Mapping[float, float], before: Mapping[float, float]) -> list[tuple[float, float]]:
+    return [(le, count - before.get(le, 0.0)) for le, count in after.items()]
+
+
+def _latency(buckets: list[tuple[float, float]]) -> dict[str, Any]:
+    count = max((c for _, c in buckets), default=0.0)
+    out: dict[str, Any] = {"count": int(count)}
+    for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        value = bucket_quantile(buckets, q)
+        out[f"{label}_ms"] = rounded(None if value is None else value * 1000.0, 3)
+    return out
+
+
+def server_report(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
+    by_channel: dict[str, Any] = {}
+    merged: dict[float, float] = collections.defaultdict(float)
+    for channel, buckets in sorted(after["decision"].items()):
+        diff = _diff(buckets, before["decision"].get(channel, {}))
+        for le, count in diff:
+            merged[le] += count
+        by_channel[channel] = _latency(diff)
+    decisions: dict[str, float] = collections.defaultdict(float)
+    fallbacks = 0.0
+    control = 0.0
+    for key, value in after["counts"].items():
+        delta = value - before["counts"].get(key, 0.0)
+        decisions[key[0]] += delta
+        fallbacks += delta if key[2] == "true" else 0.0
+        control += delta if key[1] == "control" else 0.0
+    total = sum(decisions.values())
+    return {
+        "note": "from nba_decision_seconds (single decisions; bucket bounds 0.25, 0.5, 0.75, "
+        "1, 1.5, 2, 3, 5, 7.5, 10 ms…, linear inside a bucket) over the measured window",
+        "decision_latency": {"all": _latency(sorted(merged.items())), **by_channel},
+        "batch_latency": _latency(_diff(after["batch"], before["batch"])),
+        "decisions": {k: int(v) for k, v in sorted(decisions.items())},
+        "decisions_per_s": round(total / seconds, 1) if seconds > 0 else None,
+        "fallbacks": int(fallbacks),
+        "control": int(control),
+    }
+
+
+# ---- CPU per process ---------------------------------------------------------------------
+
+
+@dataclass
+class CpuWatch:
+    """CPU seconds of named process trees and of the whole machine over a window."""
+
+    roots: dict[str, int] = field(default_factory=dict)
+    start: dict[str, dict[int, float]] = field(default_factory=dict)
+    start_system: Any = None
+    started_at: float = 0.0
+    start_all: dict[int, tuple[str, float]] = field(default_factory=dict)
+
+    @staticmethod
+    def _everything() -> dict[int, tuple[str, float]]:
+        """Every process on the machine: a short description and its CPU seconds."""
+        import psutil
+
+        out: dict[int, tuple[str, float]] = {}
+        for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            info = proc.info
+            times = info.get("cpu_times")
+            if times is None:
+                continue
+            words = [Path(w).name if i == 0 else w for i, w in enumerate(info["cmdline"] or [])]
+            out[proc.pid] = (" ".join(words)[:100] or str(info["name"]), times.user + times.system)
+        return out
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        import psutil
+
+        out: dict[str, dict[int, float]] = {}
+        for name, pid in self.roots.items():
+            times: dict[int, float] = {}
+            try:
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        t = proc.cpu_times()
+                        times[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+            out[name] = times
+        return out
+
+    def begin(self) -> None:
+        import psutil
+
+        self.start = self._sample()
+        self.start_all = self._everything()
+        self.start_system = psutil.cpu_times()
+        self.started_at = time.monotonic()
+
+    def end(self) -> dict[str, Any]:
+        import psutil
+
+        if self.start_system is None:
+            return {}
+        seconds = time.monotonic() - self.started_at
+        now = self._sample()
+        everything = self._everything()
+        system = psutil.cpu_times()
+        ours = {pid for times in now.values() for pid in times}
+        others = sorted(
+            (
+                (cpu - self.start_all.get(pid, ("", 0.0))[1], what)
+                for pid, (what, cpu) in everything.items()
+                if pid not in ours and pid != os.getpid()
+            ),
+            reverse=True,
+        )
+        per_process: dict[str, float] = {}
+        for name, times in now.items():
+            used = sum(t - self.start[name].get(pid, t) for pid, t in times.items())
+            per_process[name] = round(100.0 * used / seconds, 1) if seconds > 0 else 0.0
+        deltas = {f: getattr(system, f) - getattr(self.start_system, f) for f in system._fields}
+        total = sum(deltas.values()) or 1.0
+        idle = deltas.get("idle", 0.0) + deltas.get("iowait", 0.0)
+        busy_cores = (1 - idle / total) * (os.cpu_count() or 1)
+        return {
+            "note": "percent of one core over the measured window (100 = one core busy)",
+            "per_process": per_process,
+            "machine_busy_percent_of_all_cores": round(100.0 * (1 - idle / total), 1),
+            "machine_steal_percent": round(100.0 * deltas.get("steal", 0.0) / total, 1),
+            "outside_these_processes": round(100.0 * busy_cores - sum(per_process.values()), 1),
+            "machine_breakdown_percent_of_all_cores": {
+                f: round(100.0 * v / total, 1) for f, v in deltas.items() if v > 0
+            },
+            "busiest_other_processes": [
+                {"percent": round(100.0 * used / seconds, 1), "process": what}
+                for used, what in others[:6]
+                if seconds > 0 and used / seconds >= 0.01
+            ],
+        }
