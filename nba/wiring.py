@@ -14,7 +14,7 @@ from engine.api import Services, create_app
 from engine.auth import KeyRing
 from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
-from engine.heap import keep_frozen
+from engine.heap import freeze_start_up
 from engine.holders import LiveState
 from feature_store.adaptive_store import RedisAdaptiveStore
 from feature_store.catalogue_store import RedisCatalogueStore
@@ -132,12 +132,11 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         uplift_report=uplift_report,
         stream_workers=ops.workers,
         topic_prefix=settings.topic_prefix,
-        on_start=[sink.start, warm_store, initial_catalogue],
+        on_start=[sink.start, warm_store, initial_catalogue, freeze_start_up],
         background=[
             lambda: watch_models(registry, live),
             manager.watch,
             lambda: follow(adaptive, live),
-            lambda: keep_frozen(live),
         ],
         on_close=[
             sink.close,

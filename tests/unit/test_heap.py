@@ -1,15 +1,13 @@
-"""The API freezes its live state out of the garbage collector's walks (engine.heap)
-without keeping what an old state left behind."""
+"""The API freezes what it built at start out of the garbage collector's walks
+(engine.heap), and what comes later is still collected."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import weakref
-from types import SimpleNamespace
 from typing import Any
 
-from engine.heap import keep_frozen
+from engine.heap import freeze_start_up
 
 
 class Node:
@@ -23,30 +21,27 @@ def cyclic() -> Node:
     return node
 
 
-async def test_the_live_state_is_frozen_once_the_start_has_settled() -> None:
-    holder = SimpleNamespace(snapshot=cyclic())
+async def test_start_up_garbage_goes_and_what_lives_on_is_frozen() -> None:
     gc.unfreeze()
-    task = asyncio.create_task(keep_frozen(holder, settle_s=0.01, every_s=0.01))  # type: ignore[arg-type]
+    left_behind = weakref.ref(cyclic())  # garbage already, in a cycle
+    living = cyclic()
     try:
-        assert gc.get_freeze_count() == 0
-        await asyncio.sleep(0.05)
+        await freeze_start_up()
+        assert left_behind() is None
         assert gc.get_freeze_count() > 0
+        kept = weakref.ref(living)
+        del living
+        gc.collect()
+        assert kept() is not None  # frozen: left out of collections
     finally:
-        task.cancel()
         gc.unfreeze()
 
 
-async def test_a_change_of_state_frees_what_the_old_state_left_in_cycles() -> None:
-    holder = SimpleNamespace(snapshot=cyclic())
-    old = weakref.ref(holder.snapshot)
-    task = asyncio.create_task(keep_frozen(holder, settle_s=0, every_s=0.01))  # type: ignore[arg-type]
+async def test_what_comes_after_start_up_is_still_collected() -> None:
     try:
-        await asyncio.sleep(0.05)
-        holder.snapshot = cyclic()  # the old one is now garbage, frozen in a cycle
+        await freeze_start_up()
+        later = weakref.ref(cyclic())
         gc.collect()
-        assert old() is not None  # a plain collection leaves frozen objects alone
-        await asyncio.sleep(0.05)
-        assert old() is None
+        assert later() is None
     finally:
-        task.cancel()
         gc.unfreeze()
