@@ -15,6 +15,16 @@ import pytest
 from tests.conftest import running, stack  # noqa: F401  (fixtures)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class DiscardSink:
+    """A decision log that goes nowhere: the records are built and serialised, not sent."""
+
+    async def send(self, topic: str, key: str, value: bytes) -> None: ...
+    def send_nowait(self, topic: str, key: str, value: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
 _collected: dict[str, dict[str, Any]] = {}
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.conftest import record, timed
+from benchmarks.conftest import DiscardSink, record, timed
 from engine.decisions import Decider, DecisionPolicy
 from engine.embedded import StackEndpoints
 from engine.events import ClickstreamEvent, CrmEvent
@@ -127,12 +127,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Decider:
     train_model(data, registry, candidates=("gbm",), source="benchmark")
     live = LiveState(catalogue, load_current(registry))
 
-    class Discard:
-        async def send(self, topic: str, key: str, value: bytes) -> None: ...
-        def send_nowait(self, topic: str, key: str, value: bytes) -> None: ...
-        async def close(self) -> None: ...
-
-    return Decider(None, live, Discard(), DecisionPolicy(control_share=0.0))  # type: ignore[arg-type]
+    return Decider(None, live, DiscardSink(), DecisionPolicy(control_share=0.0))  # type: ignore[arg-type]
 
 
 def in_process(engine: Decider, explain: bool) -> Iterator[None]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.conftest import record
+from benchmarks.conftest import DiscardSink, record
 from engine.config import DEMO_CATALOGUE
 from engine.decisions import Decider, DecisionPolicy
 from engine.holders import LiveState
@@ -35,15 +35,10 @@ from nba.adaptive import blend_with
 from nba.demo.seed import seed_directly, train_demo_model
 from nba.demo.world import DemoWorld
 from rules.catalogue import load_catalogue
+from tests.unit.test_decisions import records_built
 
 pytestmark = pytest.mark.benchmark
 DECISIONS = 2000
-
-
-class Discard:
-    async def send(self, topic: str, key: str, value: bytes) -> None: ...
-    def send_nowait(self, topic: str, key: str, value: bytes) -> None: ...
-    async def close(self) -> None: ...
 
 
 async def _world_decisions() -> tuple[Decider, list[DecisionInput]]:
@@ -54,7 +49,7 @@ async def _world_decisions() -> tuple[Decider, list[DecisionInput]]:
     registry = ModelRegistry(Path(tempfile.mkdtemp()))
     train_demo_model(world, catalogue, registry, rows=8000)
     live = LiveState(catalogue, load_current(registry), blend=blend_with(AdaptiveModel()))
-    decider = Decider(store, live, Discard(), DecisionPolicy(control_share=0.05))  # type: ignore[arg-type]
+    decider = Decider(store, live, DiscardSink(), DecisionPolicy(control_share=0.05))  # type: ignore[arg-type]
     requests: list[DecisionInput] = []
     while len(requests) < DECISIONS:
         r = world.request(world.pick())
@@ -82,7 +77,7 @@ def test_decisions_warm_and_cold_alone_and_in_batches() -> None:
                         junk *= 1.0000001
                     started = time.perf_counter()
                     await decider.decide_many(list(requests[at : at + size]))
-                    await asyncio.sleep(0)  # the log records, built after the answers
+                    await records_built()
                     per_decision.append((time.perf_counter() - started) / size)
                 out[f"demo_web_decision_{'cold' if cold else 'warm'}_batch{size}"] = per_decision
         return out

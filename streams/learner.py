@@ -90,7 +90,7 @@ class Learner:
         share, weight, draw = self.negative_share, self.negative_weight, self.rng.random
         for key in [k for k, s in self.pending.items() if s.at < cutoff]:
             s = self.pending.pop(key)
-            if share == 1.0 or draw() < share:
+            if draw() < share:
                 self.ready.append(
                     Observation(s.customer, s.context, s.action, 0.0, s.offset, weight)
                 )
