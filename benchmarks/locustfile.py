@@ -76,7 +76,7 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-# Shares of the web rate at which the other callers run (see nba/loadtest.py).
+# Shares of the web rate at which the other callers run (see nba/load_offer.py).
 DESK_SHARE = 0.01
 EMAIL_DECISION_SHARE = 0.1
 RESPONSE_SHARE = 0.1

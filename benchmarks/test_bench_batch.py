@@ -23,7 +23,8 @@ import pytest
 
 from benchmarks.conftest import record
 from engine.config import load_settings
-from nba.loadtest import CpuWatch, _serving
+from nba.load_measures import CpuWatch
+from nba.loadtest import _serving
 from nba.processes import stop
 
 pytestmark = pytest.mark.benchmark

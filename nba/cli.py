@@ -322,7 +322,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 def _caller_rate(text: str) -> tuple[str, float]:
     """``desk=0``: a caller's arrivals/s (0 leaves it out)."""
-    from nba.loadtest import RATE_UNITS
+    from nba.load_offer import RATE_UNITS
 
     kind, sep, rate = text.partition("=")
     kind = kind.strip()
