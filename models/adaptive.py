@@ -75,7 +75,6 @@ IntArray = npt.NDArray[np.int64]
 Rows = IntArray | Sequence[int] | None
 Actions = ActionTable | Sequence[Mapping[str, Any]]
 
-_ROW_SHIFT = 33  # a bucket (null half included) is below 2**32: rows keyed above it
 CONTENDER_SIGMAS = 4.0  # P(a normal draw beyond 4 σ) ≈ 3e-5
 LOGIT_LIMIT = 30.0  # σ(±30) keeps every probability strictly inside (0, 1)
 
@@ -410,30 +409,45 @@ class AdaptiveModel:
     def _rows(self, batch: Sequence[Observation]) -> list[tuple[IntArray, FloatArray]]:
         """:meth:`features` of every observation, worked out together: the customer and
         context of one decision (the same objects for each action it showed) are hashed
-        once, and the buckets of all rows are merged in one ``np.unique`` keyed by row,
-        whose fixed cost would otherwise be paid per observation (the worker's main
-        cost at 2,000 decisions/s)."""
+        once, and the repeated buckets of each row are merged by one row-wise sort of
+        the whole batch. Each row is sorted on its own, as ``bucket << shift | column``,
+        so the column carries the cell's value along and equal buckets sum in column
+        order; sorting the rows apart is about twenty times cheaper than one sort of
+        every bucket keyed by row (the learner's main cost at 2,000 decisions/s)."""
         requests: dict[tuple[int, int], RequestPart] = {}
         keys: list[IntArray] = []
         cells: list[FloatArray] = []
-        for n, obs in enumerate(batch):
+        for obs in batch:
             pair = (id(obs.customer), id(obs.context))
             request = requests.get(pair)
             if request is None:
                 request = requests[pair] = self.hasher.request(obs.customer, obs.context)
             design = self.hasher.design(request, self._action(obs.action))
             sizes = np.diff([*design.starts, design.index.shape[1]])
-            keys.append(np.concatenate([design.shared, design.index[0]]) + (n << _ROW_SHIFT))
+            keys.append(np.concatenate([design.shared, design.index[0]]))
             cells.append(np.concatenate([design.shared_values, np.repeat(design.scales[0], sizes)]))
-        merged, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-        x = np.bincount(inverse, np.concatenate(cells), len(merged))
-        index = merged & ((1 << _ROW_SHIFT) - 1)
-        keep = (index < self.dims) & (x != 0)
-        owner = merged[keep] >> _ROW_SHIFT
-        index, x = index[keep], x[keep]
+        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        width = int(lengths.max())
+        shift = width.bit_length()  # a bucket is below 2**32, a column below 2**shift
+        filled = np.arange(width) < lengths[:, None]
+        packed = np.full((len(batch), width), self.dims << shift, dtype=np.int64)  # null pad
+        packed[filled] = (np.concatenate(keys) << shift) | np.nonzero(filled)[1]
+        values = np.zeros((len(batch), width))
+        values[filled] = np.concatenate(cells)
+        packed.sort(axis=1)
+        buckets = packed >> shift
+        x = np.take_along_axis(values, packed & ((1 << shift) - 1), axis=1)
+        first = np.ones(buckets.shape, dtype=bool)  # the first cell of each bucket in a row
+        np.not_equal(buckets[:, 1:], buckets[:, :-1], out=first[:, 1:])
+        starts = np.flatnonzero(first)
+        sums = np.add.reduceat(x.ravel(), starts)
+        index = buckets.ravel()[starts]
+        keep = (index < self.dims) & (sums != 0)
+        owner = starts[keep] // width
+        index, sums = index[keep], sums[keep]
         bounds = np.searchsorted(owner, np.arange(len(batch) + 1))
         return [
-            (index[a:b].astype(np.int64), x[a:b])
+            (index[a:b], sums[a:b])
             for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
         ]
 

@@ -19,7 +19,7 @@ import models.hashing
 from models.adaptive import AdaptiveModel, Observation
 from models.adaptive_state import Delta
 from models.blended import BlendedScorer
-from models.hashing import Hasher, logit, token
+from models.hashing import DEFAULT_PRIOR, Hasher, logit, token
 
 CATS = ("shoes", "bags", "electronics", "home", "sports", "beauty")
 
@@ -229,6 +229,49 @@ def test_buckets_are_stable_across_processes() -> None:
         (token("customer", "segment") ^ token("value", "gold")) >> 45,
         (token("context", "page_category") ^ token("value", "shoes")) >> 45,
     ]
+
+
+_WORDS = st.sampled_from(["shoes", "bags", "gold", "x", ""])
+_SCALARS = st.one_of(_WORDS, st.integers(-50, 50), st.floats(-1e3, 1e3), st.booleans())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    decisions=st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from(["segment", "fav", "orders", "vip", "n"]), _SCALARS),
+            st.dictionaries(st.sampled_from(["page_category", "device", "hour"]), _SCALARS),
+            st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), _WORDS), min_size=1, max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_rows_of_a_batch_sum_every_cell_of_a_bucket(
+    decisions: list[tuple[dict[str, Any], dict[str, Any], list[tuple[str, str]]]], seed: int
+) -> None:
+    """A tiny table makes buckets collide: each row's buckets are distinct and sorted,
+    and the row scores as the sum over all its cells does (the model's own mean), in a
+    batch as alone."""
+    model = AdaptiveModel(dims=2**5, seed=0)
+    rng = np.random.default_rng(seed)
+    model.apply_delta(
+        Delta(np.arange(model.dims), rng.normal(size=model.dims), np.zeros(model.dims))
+    )
+    batch = [
+        Observation(customer, context, {"id": action_id, "category": category}, 0.0)
+        for customer, context, shown in decisions
+        for action_id, category in shown
+    ]
+    for obs, (index, x) in zip(batch, model._rows(batch), strict=True):
+        assert np.all(np.diff(index) > 0) and np.all((index >= 0) & (index < model.dims))
+        assert np.all(x != 0)
+        alone_index, alone_x = model.features(obs.customer, obs.context, obs.action)
+        assert np.array_equal(index, alone_index) and np.array_equal(x, alone_x)
+        moments = model.moments(obs.customer, obs.context, [obs.action])
+        score = moments.mean[0] + moments.shared_mean - float(logit(DEFAULT_PRIOR))
+        assert float(model.m[index] @ x) == pytest.approx(score, rel=1e-9, abs=1e-9)
 
 
 @settings(max_examples=60, deadline=None)
