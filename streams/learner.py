@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,9 @@ POSITIVE = frozenset({"click", "accept", "convert"})
 @dataclass
 class Shown:
     at: float
-    customer: dict[str, Any]
-    context: dict[str, Any]
-    action: dict[str, Any]
+    customer: Mapping[str, Any]
+    context: Mapping[str, Any]
+    action: Mapping[str, Any]
     offset: float | None
 
 
@@ -61,18 +61,23 @@ class Learner:
         self.cursor = "0-0"
         self._saved_at = time.monotonic()
 
-    def shown(self, record: dict[str, Any]) -> None:
-        """A decision log record: remember each shown action the adaptive model scored."""
-        learn = record.get("learn")
-        if not learn or record.get("fallback"):
+    def shown(
+        self,
+        decision_id: str,
+        learn: Sequence[Mapping[str, Any]] | None,
+        features: Mapping[str, Any],
+        context: Mapping[str, Any],
+        fallback: bool = False,
+    ) -> None:
+        """A decision log record's parts: remember each shown action the adaptive model
+        scored. The parts, not the record: the worker holds it parsed, and a copy as a
+        dict for each decision cost it more than the remembering."""
+        if not learn or fallback:
             return
+        at = time.monotonic()
         for item in learn:
-            self.pending[(record["decision_id"], item["action_id"])] = Shown(
-                time.monotonic(),
-                record.get("features") or {},
-                record.get("context") or {},
-                item["view"],
-                item.get("offset"),
+            self.pending[(decision_id, item["action_id"])] = Shown(
+                at, features, context, item["view"], item.get("offset")
             )
 
     def responded(self, decision_id: str | None, action_id: str, outcome: str) -> None:

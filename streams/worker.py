@@ -235,7 +235,13 @@ def create_worker_app(
         teacher = await learner()
         if teacher is not None:
             for record in records:
-                teacher.shown(record.model_dump())
+                teacher.shown(
+                    record.decision_id,
+                    record.learn,
+                    record.features,
+                    record.context,
+                    record.fallback,
+                )
         counter = impact()
         if counter is None:
             return 0

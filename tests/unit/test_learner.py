@@ -4,6 +4,7 @@ log and the responses, and how it samples the unanswered."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ async def save(_: bytes, __: str) -> None:
     return None
 
 
-def record(n: int) -> dict[str, object]:
+def record(n: int) -> dict[str, Any]:
     return {
         "decision_id": f"d{n}",
         "features": {"segment": "gold"},
@@ -46,7 +47,7 @@ async def test_unanswered_actions_are_sampled_and_weighted_and_every_positive_is
     model = RecordingModel()
     learner = Learner(model, publish, save, label_window_s=0.0, negative_share=0.25, seed=5)
     for n in range(4000):
-        learner.shown(record(n))
+        learner.shown(**record(n))
     for n in range(0, 4000, 40):  # 100 clicks
         learner.responded(f"d{n}", "a", "click")
     learned = await learner.flush()
@@ -63,7 +64,7 @@ async def test_by_default_every_unanswered_action_is_learned() -> None:
     model = RecordingModel()
     learner = Learner(model, publish, save, label_window_s=0.0)
     for n in range(50):
-        learner.shown(record(n))
+        learner.shown(**record(n))
     assert await learner.flush() == 50
     assert {(o.reward, o.weight) for o in model.batches[0]} == {(0.0, 1.0)}
 
