@@ -62,7 +62,7 @@ async def world_asks(seed: int, count: int, customers: int) -> list[Ask]:
     await seed_directly(world, store, progress=False)
     states = await store.fetch_many([c.customer_id for c in world.customers])
     features = {c.customer_id: s.features() for c, s in zip(world.customers, states, strict=True)}
-    asks = []
+    asks: list[Ask] = []
     while len(asks) < count:
         customer = world.pick()
         request = world.request(customer)
