@@ -66,7 +66,7 @@ from models.adaptive_state import (
     read_header,
     unpack_buckets,
 )
-from models.hashing import ActionTable, Hasher, RequestPart
+from models.hashing import ActionTable, Hasher
 
 __all__ = ["AdaptiveModel", "Delta", "Moments", "Observation"]
 
@@ -230,7 +230,7 @@ class AdaptiveModel:
         self._z = np.zeros(2 * dims, dtype=np.complex128)
         self._z.imag[:dims] = 1.0 / prior_precision
         self._q = np.full(dims, prior_precision)  # the precisions themselves
-        self._actions: dict[str, tuple[dict[str, Any], ActionTable]] = {}
+        self._tables: dict[tuple[str, ...], tuple[list[dict[str, Any]], ActionTable]] = {}
 
     # ---- parameters -------------------------------------------------------------------
     @property
@@ -301,14 +301,18 @@ class AdaptiveModel:
         return self.hasher.table(action_views, priors)
 
     def _action(self, view: Mapping[str, Any]) -> ActionTable:
-        """One action's table, cached by id while its view is unchanged."""
-        key = str(view.get("id"))
-        found = self._actions.get(key)
-        if found is None or found[0] != view:
-            if len(self._actions) >= 10_000:
-                self._actions.clear()
-            found = (dict(view), self.hasher.table([view]))
-            self._actions[key] = found
+        return self._table((view,))
+
+    def _table(self, views: Sequence[Mapping[str, Any]]) -> ActionTable:
+        """These actions' table, in this order, cached by their ids while their views are
+        unchanged: the actions a decision showed are hashed together, once."""
+        key = tuple(str(view.get("id")) for view in views)
+        found = self._tables.get(key)
+        if found is None or any(old != new for old, new in zip(found[0], views, strict=True)):
+            if len(self._tables) >= 10_000:
+                self._tables.clear()
+            found = ([dict(view) for view in views], self.hasher.table(views))
+            self._tables[key] = found
         return found[1]
 
     def features(
@@ -407,33 +411,42 @@ class AdaptiveModel:
         return Delta(touched, dm, self._q[touched] - old_q, len(batch))
 
     def _rows(self, batch: Sequence[Observation]) -> list[tuple[IntArray, FloatArray]]:
-        """:meth:`features` of every observation, worked out together: the customer and
-        context of one decision (the same objects for each action it showed) are hashed
-        once, and the repeated buckets of each row are merged by one row-wise sort of
-        the whole batch. Each row is sorted on its own, as ``bucket << shift | column``,
-        so the column carries the cell's value along and equal buckets sum in column
-        order; sorting the rows apart is about twenty times cheaper than one sort of
-        every bucket keyed by row (the learner's main cost at 2,000 decisions/s)."""
-        requests: dict[tuple[int, int], RequestPart] = {}
-        keys: list[IntArray] = []
-        cells: list[FloatArray] = []
-        for obs in batch:
-            pair = (id(obs.customer), id(obs.context))
-            request = requests.get(pair)
-            if request is None:
-                request = requests[pair] = self.hasher.request(obs.customer, obs.context)
-            design = self.hasher.design(request, self._action(obs.action))
-            sizes = np.diff([*design.starts, design.index.shape[1]])
-            keys.append(np.concatenate([design.shared, design.index[0]]))
-            cells.append(np.concatenate([design.shared_values, np.repeat(design.scales[0], sizes)]))
-        lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
-        width = int(lengths.max())
+        """:meth:`features` of every observation, worked out together: the observations
+        of one decision (the same customer and context objects, one per action shown)
+        are hashed as one design, and the repeated buckets of each row are merged by one
+        row-wise sort of the whole batch. Each row is sorted on its own, as
+        ``bucket << shift | column``, so the column carries the cell's value along and
+        equal buckets sum in column order; sorting the rows apart is about twenty times
+        cheaper than one sort of every bucket keyed by row (the learner's main cost at
+        2,000 decisions/s)."""
+        decisions: dict[tuple[int, int], list[int]] = {}
+        for n, obs in enumerate(batch):
+            decisions.setdefault((id(obs.customer), id(obs.context)), []).append(n)
+        blocks: list[tuple[list[int], IntArray, FloatArray]] = []
+        for members in decisions.values():
+            head = batch[members[0]]
+            design = self.hasher.design(
+                self.hasher.request(head.customer, head.context),
+                self._table([batch[n].action for n in members]),
+            )
+            rows, shared = len(members), len(design.shared)
+            sizes = np.diff(design.starts, append=design.index.shape[1])
+            keys = np.empty((rows, shared + design.index.shape[1]), dtype=np.int64)
+            keys[:, :shared] = design.shared
+            keys[:, shared:] = design.index
+            cells = np.empty(keys.shape)
+            cells[:, :shared] = design.shared_values
+            cells[:, shared:] = np.repeat(design.scales, sizes, axis=1)
+            blocks.append((members, keys, cells))
+        width = max(keys.shape[1] for _, keys, _ in blocks)
         shift = width.bit_length()  # a bucket is below 2**32, a column below 2**shift
-        filled = np.arange(width) < lengths[:, None]
+        columns = np.arange(width)
         packed = np.full((len(batch), width), self.dims << shift, dtype=np.int64)  # null pad
-        packed[filled] = (np.concatenate(keys) << shift) | np.nonzero(filled)[1]
         values = np.zeros((len(batch), width))
-        values[filled] = np.concatenate(cells)
+        for members, keys, cells in blocks:
+            used = keys.shape[1]
+            packed[members, :used] = (keys << shift) | columns[:used]
+            values[members, :used] = cells
         packed.sort(axis=1)
         buckets = packed >> shift
         x = np.take_along_axis(values, packed & ((1 << shift) - 1), axis=1)
