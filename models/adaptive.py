@@ -90,13 +90,6 @@ def sigmoid(z: FloatArray) -> FloatArray:
     return out
 
 
-def _sigma(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
 class Observation(NamedTuple):
     """One response; ``offset`` is the logit its decision started from (None: the prior);
     ``weight``: how many like it this one stands for (a learner that samples its
@@ -389,120 +382,96 @@ class AdaptiveModel:
     ) -> None:
         """One Laplace step on one response (reward in [0, 1], 1 = clicked). ``offset``:
         the logit the decision started from, if not the action's prior."""
-        index, x = self.features(customer, context, action_view)
-        if offset is None:
-            offset = float(self._action(action_view).offsets[0])
-        self._step(index, x, reward, offset)
+        self.update_batch([Observation(customer, context, action_view, reward, offset)])
 
     def update_batch(self, observations: Iterable[Observation]) -> Delta:
-        """The same sequential updates; returns their change, for the other processes."""
+        """The same sequential updates; returns their change, for the other processes.
+        Every observation is checked before the first is learned."""
         batch = list(observations)
         if not batch:
             return Delta.empty()
-        rows = self._rows(batch)
-        touched = np.unique(np.concatenate([index for index, _ in rows]))
+        rewards = np.array([obs.reward for obs in batch], dtype=np.float64)
+        offsets = np.array(
+            [
+                self._action(obs.action).offsets[0] if obs.offset is None else obs.offset
+                for obs in batch
+            ],
+            dtype=np.float64,
+        )
+        weights = np.array([obs.weight for obs in batch], dtype=np.float64)
+        _check(rewards, offsets, weights)
+        index, x, bounds = self._flat_rows(batch)
+        touched = np.unique(index)
         old_m, old_q = self._z.real[touched], self._q[touched]
-        for obs, (index, x) in zip(batch, rows, strict=True):
-            offset = obs.offset
-            if offset is None:
-                offset = float(self._action(obs.action).offsets[0])
-            self._step(index, x, obs.reward, offset, obs.weight)
+        from models.learning_kernels import laplace_steps  # numba: loaded where one learns
+
+        laplace_steps(self._z, self._q, index, x, bounds, rewards, offsets, weights)
+        self.updates += len(batch)
         dm = self._z.real[touched] - old_m
         return Delta(touched, dm, self._q[touched] - old_q, len(batch))
 
     def _rows(self, batch: Sequence[Observation]) -> list[tuple[IntArray, FloatArray]]:
-        """:meth:`features` of every observation, worked out together: the observations
-        of one decision (the same customer and context objects, one per action shown)
-        are hashed as one design, and the repeated buckets of each row are merged by one
-        row-wise sort of the whole batch. Each row is sorted on its own, as
-        ``bucket << shift | column``, so the column carries the cell's value along and
-        equal buckets sum in column order; sorting the rows apart is about twenty times
-        cheaper than one sort of every bucket keyed by row (the learner's main cost at
-        2,000 decisions/s)."""
-        decisions: dict[tuple[int, int], list[int]] = {}
-        for n, obs in enumerate(batch):
-            decisions.setdefault((id(obs.customer), id(obs.context)), []).append(n)
-        blocks: list[tuple[list[int], IntArray, FloatArray]] = []
-        for members in decisions.values():
-            head = batch[members[0]]
-            design = self.hasher.design(
-                self.hasher.request(head.customer, head.context),
-                self._table([batch[n].action for n in members]),
-            )
-            rows, shared = len(members), len(design.shared)
-            sizes = np.diff(design.starts, append=design.index.shape[1])
-            keys = np.empty((rows, shared + design.index.shape[1]), dtype=np.int64)
-            keys[:, :shared] = design.shared
-            keys[:, shared:] = design.index
-            cells = np.empty(keys.shape)
-            cells[:, :shared] = design.shared_values
-            cells[:, shared:] = np.repeat(design.scales, sizes, axis=1)
-            blocks.append((members, keys, cells))
-        width = max(keys.shape[1] for _, keys, _ in blocks)
-        shift = width.bit_length()  # a bucket is below 2**32, a column below 2**shift
-        columns = np.arange(width)
-        packed = np.full((len(batch), width), self.dims << shift, dtype=np.int64)  # null pad
-        values = np.zeros((len(batch), width))
-        for members, keys, cells in blocks:
-            used = keys.shape[1]
-            packed[members, :used] = (keys << shift) | columns[:used]
-            values[members, :used] = cells
-        packed.sort(axis=1)
-        buckets = packed >> shift
-        x = np.take_along_axis(values, packed & ((1 << shift) - 1), axis=1)
-        first = np.ones(buckets.shape, dtype=bool)  # the first cell of each bucket in a row
-        np.not_equal(buckets[:, 1:], buckets[:, :-1], out=first[:, 1:])
-        starts = np.flatnonzero(first)
-        sums = np.add.reduceat(x.ravel(), starts)
-        index = buckets.ravel()[starts]
-        keep = (index < self.dims) & (sums != 0)
-        owner = starts[keep] // width
-        index, sums = index[keep], sums[keep]
-        bounds = np.searchsorted(owner, np.arange(len(batch) + 1))
+        """:meth:`features` of every observation."""
+        index, x, bounds = self._flat_rows(batch)
         return [
-            (index[a:b], sums[a:b])
+            (index[a:b], x[a:b])
             for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
         ]
 
-    def _step(
-        self, index: IntArray, x: FloatArray, reward: float, offset: float, weight: float = 1.0
-    ) -> None:
-        """The posterior's mode moves along ``x / q`` by ``c`` (see :func:`_solve`) and its
-        precision grows by the likelihood's curvature there; a weight scales the
-        likelihood, as if the observation had been seen ``weight`` times at once."""
-        if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"reward must be in [0, 1], got {reward}")
-        if not math.isfinite(offset):
-            raise ValueError(f"offset must be finite, got {offset}")
-        if not (math.isfinite(weight) and weight > 0):
-            raise ValueError(f"weight must be positive, got {weight}")
-        m, q = self._z.real[index], self._q[index]
-        score = offset + float(m @ x)
-        spread = float((x * x) @ (1.0 / q))
-        c = _solve(score, spread, reward, weight)
-        p = _sigma(score + c * spread)
-        q_new = q + x * x * (weight * p * (1.0 - p))
-        self._z[index] = (m + c * x / q) + 1j / q_new
-        self._q[index] = q_new
-        self.updates += 1
+    def _flat_rows(self, batch: Sequence[Observation]) -> tuple[IntArray, FloatArray, IntArray]:
+        """:meth:`features` of every observation, end to end (row ``r`` is
+        ``[bounds[r]:bounds[r + 1]]``). The observations of one decision (the same
+        customer and context objects, one per action shown) share one hashed request
+        and one table of their actions, and their rows are worked out by one compiled
+        call (:func:`models.learning_kernels.design_rows`)."""
+        from models.learning_kernels import design_rows  # numba: loaded where one learns
+
+        decisions: dict[tuple[int, int], list[int]] = {}
+        for n, obs in enumerate(batch):
+            decisions.setdefault((id(obs.customer), id(obs.context)), []).append(n)
+        work = []
+        widest = 0
+        for members in decisions.values():
+            head = batch[members[0]]
+            request = self.hasher.request(head.customer, head.context)
+            table = self._table([batch[n].action for n in members])
+            cells = 2 * len(request.tokens) + table.width + 2 * table.depth * len(request.crossing)
+            widest = max(widest, cells)
+            work.append((np.array(members, dtype=np.int64), request, table))
+        index = np.empty((len(batch), widest), dtype=np.int64)
+        x = np.empty((len(batch), widest))
+        lengths = np.zeros(len(batch), dtype=np.int64)
+        shift, dims = int(self.hasher.shift), self.dims
+        for rows, request, table in work:
+            design_rows(
+                request.tokens,
+                request.shared_values,
+                request.crossing,
+                request.values,
+                table.packed,
+                table.packed[:, -5:].view(np.float64),
+                table.width,
+                table.depth,
+                self.hasher.block_values(request),
+                shift,
+                dims,
+                rows,
+                index,
+                x,
+                lengths,
+            )
+        filled = np.arange(widest) < lengths[:, None]
+        bounds = np.zeros(len(batch) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        return index[filled], x[filled], bounds
 
 
-def _solve(score: float, spread: float, reward: float, weight: float = 1.0) -> float:
-    """The root of ``g(c) = c - w (r - σ(s + c v))``, increasing in c, inside
-    [w (r - 1), w r]: Newton steps kept inside a shrinking bracket."""
-    lo, hi = weight * (reward - 1.0), weight * reward
-    c = weight * (reward - _sigma(score))
-    for _ in range(60):
-        p = _sigma(score + c * spread)
-        g = c - weight * (reward - p)
-        if g > 0:
-            hi = c
-        else:
-            lo = c
-        nxt = c - g / (1.0 + weight * spread * p * (1.0 - p))
-        if not lo <= nxt <= hi:
-            nxt = 0.5 * (lo + hi)
-        if abs(nxt - c) < 1e-14:
-            return nxt
-        c = nxt
-    return c
+def _check(rewards: FloatArray, offsets: FloatArray, weights: FloatArray) -> None:
+    """The first unusable observation of a batch, by its value."""
+    for values, usable, message in (
+        (rewards, (rewards >= 0.0) & (rewards <= 1.0), "reward must be in [0, 1]"),
+        (offsets, np.isfinite(offsets), "offset must be finite"),
+        (weights, np.isfinite(weights) & (weights > 0), "weight must be positive"),
+    ):
+        if not usable.all():
+            raise ValueError(f"{message}, got {values[int(np.argmin(usable))]}")

@@ -316,6 +316,12 @@ class Hasher:
             scales[row] = (1.0, attributes, 1.0, _inverse_sqrt(len(strings[row])), 1.0)
         return ActionTable(tuple(ids), np.array(offsets), packed, width, depth)
 
+    @staticmethod
+    def block_values(request: RequestPart) -> FloatArray:
+        """The request's factor of each block's value (an action's row holds its own)."""
+        r, c = len(request.tokens) - 1, len(request.crossing)
+        return np.array([1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL])
+
     def design(
         self, request: RequestPart, table: ActionTable, rows: IntArray | None = None
     ) -> Design:
@@ -336,8 +342,7 @@ class Hasher:
         np.copyto(matched, _NULL, where=packed[:, a + s : a + 2 * s, None] != request.values)
         out[:, k] = _NULL
         np.right_shift(out, self.shift, out=out)
-        request_values = [1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL]
-        scales = packed[:, -5:].view(np.float64) * request_values
+        scales = packed[:, -5:].view(np.float64) * self.block_values(request)
         return Design(
             out.view(np.int64),
             np.array([0, 1, a, cross, match], dtype=np.int64),
