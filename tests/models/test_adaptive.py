@@ -540,3 +540,11 @@ def test_a_weight_must_be_positive_and_finite(weight: float) -> None:
     model, batch = _trained()
     with pytest.raises(ValueError, match="weight"):
         model.update_batch([batch[0]._replace(weight=weight)])
+
+
+def test_a_batch_with_one_unusable_observation_learns_nothing() -> None:
+    model, batch = _trained()
+    before = model.to_bytes()
+    with pytest.raises(ValueError, match=r"reward must be in \[0, 1\], got 2.0"):
+        model.update_batch([*batch[:5], batch[5]._replace(reward=2.0), *batch[6:]])
+    assert model.to_bytes() == before
