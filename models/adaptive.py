@@ -449,7 +449,7 @@ class AdaptiveModel:
                 request.crossing,
                 request.values,
                 table.packed,
-                table.packed[:, -5:].view(np.float64),
+                np.ascontiguousarray(table.packed[:, -5:].view(np.float64)),  # one signature
                 table.width,
                 table.depth,
                 self.hasher.block_values(request),
