@@ -401,7 +401,9 @@ class AdaptiveModel:
         weights = np.array([obs.weight for obs in batch], dtype=np.float64)
         _check(rewards, offsets, weights)
         index, x, bounds = self._flat_rows(batch)
-        touched = np.unique(index)
+        seen = np.zeros(self.dims, dtype=bool)  # a sort of every cell of the batch cost
+        seen[index] = True  # the worker more than marking them
+        touched = np.flatnonzero(seen)
         old_m, old_q = self._z.real[touched], self._q[touched]
         from models.learning_kernels import laplace_steps  # numba: loaded where one learns
 
