@@ -59,6 +59,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from models.adaptive_kernels import candidate_moments, design_rows, laplace_steps
 from models.adaptive_state import (
     STATE_HEADER,
     Delta,
@@ -330,19 +331,31 @@ class AdaptiveModel:
         ``rows``: the candidates' rows in the table (default all); ``offsets``: logits that
         replace the actions' priors (a base model's)."""
         table = actions if isinstance(actions, ActionTable) else self.bind(actions)
-        picked = None if rows is None else np.asarray(rows, dtype=np.intp)
-        design = self.hasher.design(self.hasher.request(customer, context), table, picked)
-        z = self._z
-        sums = np.add.reduceat(z[design.index], design.starts, axis=1)
-        scales = design.scales
-        mean = np.einsum("nb,nb->n", sums.real, scales)
-        if offsets is not None:
-            mean += offsets
-        else:
-            mean += table.offsets if picked is None else table.offsets[picked]
-        variance = np.einsum("nb,nb->n", sums.imag, scales * scales)
-        shared = z[design.shared]
-        values = design.shared_values
+        picked = (
+            np.arange(len(table), dtype=np.int64)
+            if rows is None
+            else np.asarray(rows, dtype=np.int64)
+        )
+        request = self.hasher.request(customer, context)
+        mean, variance = np.empty(len(picked)), np.empty(len(picked))
+        candidate_moments(
+            request.tokens,
+            request.crossing,
+            request.values,
+            table.packed,
+            table.scales,
+            picked,
+            table.width,
+            table.depth,
+            self.hasher.block_values(request),
+            int(self.hasher.shift),
+            self._z,
+            mean,
+            variance,
+        )
+        mean += table.offsets[picked] if offsets is None else offsets
+        shared = self._z[request.shared]
+        values = request.shared_values
         return Moments(
             mean, variance, float(shared.real @ values), float(shared.imag @ (values * values))
         )
@@ -405,8 +418,6 @@ class AdaptiveModel:
         seen[index] = True  # the worker more than marking them
         touched = np.flatnonzero(seen)
         old_m, old_q = self._z.real[touched], self._q[touched]
-        from models.learning_kernels import laplace_steps  # numba: loaded where one learns
-
         laplace_steps(self._z, self._q, index, x, bounds, rewards, offsets, weights)
         self.updates += len(batch)
         dm = self._z.real[touched] - old_m
@@ -425,9 +436,7 @@ class AdaptiveModel:
         ``[bounds[r]:bounds[r + 1]]``). The observations of one decision (the same
         customer and context objects, one per action shown) share one hashed request
         and one table of their actions, and their rows are worked out by one compiled
-        call (:func:`models.learning_kernels.design_rows`)."""
-        from models.learning_kernels import design_rows  # numba: loaded where one learns
-
+        call (:func:`models.adaptive_kernels.design_rows`)."""
         decisions: dict[tuple[int, int], list[int]] = {}
         for n, obs in enumerate(batch):
             decisions.setdefault((id(obs.customer), id(obs.context)), []).append(n)
@@ -451,7 +460,7 @@ class AdaptiveModel:
                 request.crossing,
                 request.values,
                 table.packed,
-                np.ascontiguousarray(table.packed[:, -5:].view(np.float64)),  # one signature
+                table.scales,
                 table.width,
                 table.depth,
                 self.hasher.block_values(request),

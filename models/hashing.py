@@ -64,7 +64,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -188,6 +188,11 @@ class ActionTable:
     packed: HashArray  # (N, 1 + A + 2S + 5)
     width: int  # 1 + A
     depth: int  # S
+    scales: FloatArray = field(init=False, repr=False)  # (N, 5): the block values, apart
+
+    def __post_init__(self) -> None:
+        scales = np.ascontiguousarray(self.packed[:, -5:].view(np.float64))
+        object.__setattr__(self, "scales", scales)
 
     def __len__(self) -> int:
         return len(self.ids)

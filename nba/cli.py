@@ -89,7 +89,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             publish=publisher(endpoints.redis_url),
             learner_factory=adaptive_learner(endpoints.redis_url, settings.learn_negative_share),
         )
-        from models.learning_kernels import warm_up
+        from models.adaptive_kernels import warm_up
 
         warm_up()  # the adaptive learner's compiled kernels, before any event waits
         # uvloop, as in the API: the worker's event loop and its consumer thread's loop

@@ -21,6 +21,7 @@ from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.impact_store import Cell, RedisImpactStore
 from feature_store.ops_store import RedisOpsStore
 from feature_store.redis_store import RedisFeatureStore
+from models.adaptive_kernels import warm_up
 from models.layout import FeatureLayout
 from models.onnx_model import load_current, load_model
 from models.registry import ModelRegistry
@@ -111,6 +112,10 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         except Exception as exc:
             log.error("catalogue changes not loaded yet (%s); the watcher retries", exc)
 
+    async def warm_kernels() -> None:
+        """The adaptive model's compiled code loaded before the first request."""
+        warm_up()
+
     impact = RedisImpactStore.from_url(redis_url)
     adaptive = RedisAdaptiveStore.from_url(redis_url)
     ops = RedisOpsStore.from_url(redis_url)
@@ -132,7 +137,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         uplift_report=uplift_report,
         stream_workers=ops.workers,
         topic_prefix=settings.topic_prefix,
-        on_start=[sink.start, warm_store, initial_catalogue, freeze_start_up],
+        on_start=[sink.start, warm_store, initial_catalogue, warm_kernels, freeze_start_up],
         background=[
             lambda: watch_models(registry, live),
             manager.watch,
