@@ -40,8 +40,10 @@ prior variance ``d²/prior_precision`` however many attributes arrive (the ``act
 ``1/prior_precision``), so a new action's logit starts near its prior's, and the many detail
 weights do not drown the ranking in exploration noise.
 
-Crosses are computed in numpy for all candidates at once into one ``(candidates, K)``
-matrix; an action's tokens are hashed once, when a catalogue is bound. Tokens with the top
+:meth:`Hasher.design` computes the crosses in numpy for all candidates at once into one
+``(candidates, K)`` matrix: the readable reference. The model scores and learns through
+:mod:`models.adaptive_kernels`, which visits the same cells without building it. An
+action's tokens are hashed once, when a catalogue is bound. Tokens with the top
 bit set (padding, a match that missed) land in ``[2**bits, 2**(bits+1))``, the *null* half
 of the model's table: always 0, never learned. Known approximation: XOR is symmetric, so
 ``category=shoes × page=bags`` and ``category=bags × page=shoes`` share a bucket.
