@@ -31,7 +31,15 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["candidate_moments", "design_rows", "laplace_steps", "sigma", "solve", "warm_up"]
+__all__ = [
+    "action_cells",
+    "candidate_moments",
+    "design_rows",
+    "laplace_steps",
+    "sigma",
+    "solve",
+    "warm_up",
+]
 
 
 @njit(cache=True)
@@ -98,6 +106,57 @@ def laplace_steps(
 
 
 @njit(cache=True)
+def action_cells(
+    tokens: npt.NDArray[np.uint64],
+    crossing: npt.NDArray[np.uint64],
+    values: npt.NDArray[np.uint64],
+    packed: npt.NDArray[np.uint64],
+    row: int,
+    width: int,
+    depth: int,
+    down: np.uint64,
+    keys: npt.NDArray[np.int64],
+    start: int,
+    bounds: npt.NDArray[np.int64],
+) -> None:
+    """The buckets of candidate ``row``'s own cells, in ``Hasher.design``'s order, into
+    ``keys`` from ``start`` on; block ``b`` is ``keys[bounds[b]:bounds[b + 1]]``: the
+    action's id, its other tokens, its id crossed with each request token, its strings
+    crossed with the request's, those crosses again where the values match (else null)
+    and one null cell."""
+    null = np.uint64(1) << np.uint64(63)
+    shared, c = len(tokens), len(crossing)
+    head = packed[row, 0]
+    n = start
+    bounds[0] = n
+    keys[n] = np.int64(head >> down)
+    n += 1
+    bounds[1] = n
+    for j in range(1, width):
+        keys[n] = np.int64(packed[row, j] >> down)
+        n += 1
+    bounds[2] = n
+    for t in range(1, shared):
+        keys[n] = np.int64((head ^ tokens[t]) >> down)
+        n += 1
+    bounds[3] = n
+    for j in range(depth):
+        pair = packed[row, width + j]
+        for k in range(c):
+            keys[n] = np.int64((pair ^ crossing[k]) >> down)
+            n += 1
+    bounds[4] = n
+    for j in range(depth):
+        pair = packed[row, width + j]
+        value = packed[row, width + depth + j]
+        for k in range(c):
+            keys[n] = np.int64((pair ^ crossing[k] if value == values[k] else null) >> down)
+            n += 1
+    keys[n] = np.int64(null >> down)
+    bounds[5] = n + 1
+
+
+@njit(cache=True)
 def design_rows(
     tokens: npt.NDArray[np.uint64],
     shared_values: npt.NDArray[np.float64],
@@ -119,11 +178,7 @@ def design_rows(
     ``packed`` (a table's rows) for this request, in the order they first appear, each
     with the sum of its cells' values in column order (merged through a small open-
     addressing table, which costs a third of sorting the row). The cells are the
-    request's own (bias, customer and context tokens), then those of ``Hasher.design``:
-    the action's tokens, its id crossed with each request token, its strings crossed
-    with the request's, those crosses again where the values match (else null), and one
-    null cell."""
-    null = np.uint64(1) << np.uint64(63)
+    request's own (bias, customer and context tokens), then :func:`action_cells`."""
     down = np.uint64(shift)
     shared, c = len(tokens), len(crossing)
     cells = shared + width + (shared - 1) + 2 * depth * c + 1
@@ -136,43 +191,17 @@ def design_rows(
     used = np.empty(cells, dtype=np.int64)
     keys = np.empty(cells, dtype=np.int64)
     cell_values = np.empty(cells, dtype=np.float64)
+    bounds = np.empty(6, dtype=np.int64)
     for i in range(len(rows)):
-        n = 0
         for t in range(shared):
-            keys[n] = np.int64(tokens[t] >> down)
-            cell_values[n] = shared_values[t]
-            n += 1
-        head = packed[i, 0]
-        keys[n] = np.int64(head >> down)
-        cell_values[n] = scales[i, 0] * block_values[0]
-        n += 1
-        scale = scales[i, 1] * block_values[1]
-        for j in range(1, width):
-            keys[n] = np.int64(packed[i, j] >> down)
-            cell_values[n] = scale
-            n += 1
-        scale = scales[i, 2] * block_values[2]
-        for t in range(1, shared):
-            keys[n] = np.int64((head ^ tokens[t]) >> down)
-            cell_values[n] = scale
-            n += 1
-        scale = scales[i, 3] * block_values[3]
-        for j in range(depth):
-            pair = packed[i, width + j]
-            for k in range(c):
-                keys[n] = np.int64((pair ^ crossing[k]) >> down)
-                cell_values[n] = scale
-                n += 1
-        scale = scales[i, 4] * block_values[4]
-        for j in range(depth):
-            pair = packed[i, width + j]
-            value = packed[i, width + depth + j]
-            for k in range(c):
-                cross = pair ^ crossing[k] if value == values[k] else null
-                keys[n] = np.int64(cross >> down)
-                cell_values[n] = scale
-                n += 1
-        # the last cell is null: it is left out with the others below
+            keys[t] = np.int64(tokens[t] >> down)
+            cell_values[t] = shared_values[t]
+        action_cells(tokens, crossing, values, packed, i, width, depth, down, keys, shared, bounds)
+        for block in range(5):
+            scale = scales[i, block] * block_values[block]
+            for j in range(bounds[block], bounds[block + 1]):
+                cell_values[j] = scale
+        n = bounds[5]
         row = rows[i]
         kept = 0
         for j in range(n):
@@ -220,7 +249,9 @@ def candidate_moments(
     """``mean[i]`` and ``variance[i]``: candidate ``rows[i]`` of ``packed``, its cells'
     means and variances (``z``'s real and imaginary parts) summed per block, weighted by
     the block's value and its square. The request's own cells, shared by every
-    candidate, are left to the caller."""
+    candidate, are left to the caller. The cells are :func:`action_cells`', visited in
+    the same order but summed as they are found: writing them out first, as the learner
+    does, took 64 µs for 100 candidates against 28."""
     null = np.uint64(1) << np.uint64(63)
     down = np.uint64(shift)
     shared, c = len(tokens), len(crossing)
