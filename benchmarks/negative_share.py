@@ -39,6 +39,7 @@ from models.adaptive import AdaptiveModel, Observation
 from nba.demo.seed import seed_directly
 from nba.demo.world import PLACEMENTS, Customer, DemoWorld
 from rules.catalogue import Catalogue, load_catalogue
+from streams.learner import unanswered
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHANNELS = ("web", "shop")
@@ -100,15 +101,9 @@ def observations(asks: Sequence[Ask], rng: random.Random) -> list[Observation]:
 def sampled(
     stream: Sequence[Observation], share: float, rng: random.Random
 ) -> list[Observation | None]:
-    """The learner's rule, in stream order: every click; each unanswered action kept
-    with probability ``share`` at weight ``1 / share``, else None."""
-    if share >= 1.0:
-        return list(stream)
-    weight = 1.0 / share
-    return [
-        o if o.reward > 0 else (o._replace(weight=weight) if rng.random() < share else None)
-        for o in stream
-    ]
+    """The learner's rule (:func:`streams.learner.unanswered`), in stream order: every
+    click, and each unanswered action kept or, where dropped, None."""
+    return [o if o.reward > 0 else unanswered(o, share, rng.random) for o in stream]
 
 
 def scores(model: AdaptiveModel, held_out: Sequence[Ask]) -> dict[str, float]:

@@ -35,6 +35,14 @@ class Shown:
     offset: float | None
 
 
+def unanswered(
+    observation: Observation, share: float, draw: Callable[[], float]
+) -> Observation | None:
+    """A shown action nobody answered: kept with probability ``share`` (a draw of
+    ``draw()`` below it), weighted by the inverse, as it stands for those left out."""
+    return observation._replace(weight=observation.weight / share) if draw() < share else None
+
+
 class Learner:
     def __init__(
         self,
@@ -54,7 +62,6 @@ class Learner:
         self.label_window_s = label_window_s
         self.snapshot_every_s = snapshot_every_s
         self.negative_share = negative_share
-        self.negative_weight = 1.0 / negative_share
         self.rng = random.Random(seed)
         self.pending: dict[tuple[str, str], Shown] = {}
         self.ready: list[Observation] = []
@@ -92,13 +99,14 @@ class Learner:
     async def flush(self) -> int:
         """Label what waited too long as no response, learn the batch, publish its delta."""
         cutoff = time.monotonic() - self.label_window_s
-        share, weight, draw = self.negative_share, self.negative_weight, self.rng.random
+        share, draw = self.negative_share, self.rng.random
         for key in [k for k, s in self.pending.items() if s.at < cutoff]:
             s = self.pending.pop(key)
-            if draw() < share:
-                self.ready.append(
-                    Observation(s.customer, s.context, s.action, 0.0, s.offset, weight)
-                )
+            kept = unanswered(
+                Observation(s.customer, s.context, s.action, 0.0, s.offset), share, draw
+            )
+            if kept is not None:
+                self.ready.append(kept)
         batch, self.ready = self.ready, []
         if batch:
             delta = self.model.update_batch(batch)
