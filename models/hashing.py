@@ -175,6 +175,7 @@ class RequestPart:
     values: HashArray  # their value hashes (C)
     shared: IntArray  # buckets of ``tokens``
     shared_values: FloatArray
+    block_values: FloatArray  # (5,): the request's factor of each block's value
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,12 +253,14 @@ class Hasher:
         array = np.array(tokens, dtype=np.uint64)
         shared_values = np.full(len(tokens), DETAIL * _inverse_sqrt(len(tokens) - 1))
         shared_values[0] = 1.0
+        r, c = len(tokens) - 1, len(crossing)
         return RequestPart(
             array,
             np.array(crossing, dtype=np.uint64) if crossing else _EMPTY,
             np.array(values, dtype=np.uint64) if values else _EMPTY,
             (array >> self.shift).view(np.int64),
             shared_values,
+            np.array([1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL]),
         )
 
     def _miss(self, source: str, key: str, value: Any) -> _Entry | None:
@@ -323,12 +326,6 @@ class Hasher:
             scales[row] = (1.0, attributes, 1.0, _inverse_sqrt(len(strings[row])), 1.0)
         return ActionTable(tuple(ids), np.array(offsets), packed, width, depth)
 
-    @staticmethod
-    def block_values(request: RequestPart) -> FloatArray:
-        """The request's factor of each block's value (an action's row holds its own)."""
-        r, c = len(request.tokens) - 1, len(request.crossing)
-        return np.array([1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL])
-
     def design(
         self, request: RequestPart, table: ActionTable, rows: IntArray | None = None
     ) -> Design:
@@ -349,7 +346,7 @@ class Hasher:
         np.copyto(matched, _NULL, where=packed[:, a + s : a + 2 * s, None] != request.values)
         out[:, k] = _NULL
         np.right_shift(out, self.shift, out=out)
-        scales = packed[:, -5:].view(np.float64) * self.block_values(request)
+        scales = packed[:, -5:].view(np.float64) * request.block_values
         return Design(
             out.view(np.int64),
             np.array([0, 1, a, cross, match], dtype=np.int64),
