@@ -294,9 +294,6 @@ class AdaptiveModel:
         """Hash a catalogue's actions once (at load); pass the table to sample and mean."""
         return self.hasher.table(action_views, priors)
 
-    def _action(self, view: Mapping[str, Any]) -> ActionTable:
-        return self._table((view,))
-
     def _table(self, views: Sequence[Mapping[str, Any]]) -> ActionTable:
         """These actions' table, in this order, cached by their ids while their views are
         unchanged: the actions a decision showed are hashed together, once."""
@@ -406,7 +403,7 @@ class AdaptiveModel:
         rewards = np.array([obs.reward for obs in batch], dtype=np.float64)
         offsets = np.array(
             [
-                self._action(obs.action).offsets[0] if obs.offset is None else obs.offset
+                self._table((obs.action,)).offsets[0] if obs.offset is None else obs.offset
                 for obs in batch
             ],
             dtype=np.float64,
