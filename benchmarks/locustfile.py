@@ -62,6 +62,7 @@ from typing import Any
 
 import orjson
 from locust import FastHttpUser, events, task
+from locust_detail import Detail  # beside this file
 
 # ---- configuration ------------------------------------------------------------------
 
@@ -158,68 +159,7 @@ def product_id(rng: random.Random, category: str) -> str:
 # ---- measurement ------------------------------------------------------------------------
 
 
-class Detail:
-    """Exact latencies and schedule lateness per request name, after spawning completed."""
-
-    def __init__(self) -> None:
-        # Never reset: failures of the whole run, and per second of wall time (warm-up
-        # included) the requests by caller and the latencies (0.1 ms steps) for the chart.
-        self.started = time.time()
-        self.failures_all_run: collections.Counter[str] = collections.Counter()
-        self.timeline: dict[int, dict[str, collections.Counter[Any]]] = {}
-        self.reset()
-
-    def second(self, now: float) -> dict[str, collections.Counter[Any]]:
-        slot = self.timeline.get(int(now))
-        if slot is None:
-            slot = self.timeline[int(now)] = {
-                "requests": collections.Counter(),
-                "failures": collections.Counter(),
-                "web": collections.Counter(),
-                "all": collections.Counter(),
-            }
-        return slot
-
-    def reset(self) -> None:
-        self.since = time.time()
-        self.until: float | None = None
-        self.latency: dict[str, collections.Counter[int]] = collections.defaultdict(
-            collections.Counter
-        )
-        self.lateness: dict[str, collections.Counter[int]] = collections.defaultdict(
-            collections.Counter
-        )
-        self.arrivals: collections.Counter[str] = collections.Counter()
-        self.dropped: collections.Counter[str] = collections.Counter()
-        self.fallbacks: collections.Counter[str] = collections.Counter()
-        self.failures: collections.Counter[str] = collections.Counter()
-        self.cpu_warnings = 0
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "pid": os.getpid(),
-            "started": self.started,
-            "since": self.since,
-            "until": self.until or time.time(),
-            "latency_10us": {k: dict(v) for k, v in self.latency.items()},
-            "lateness_ms": {k: dict(v) for k, v in self.lateness.items()},
-            "arrivals": dict(self.arrivals),
-            "dropped": dict(self.dropped),
-            "fallbacks": dict(self.fallbacks),
-            "cpu_warnings": self.cpu_warnings,
-            "failures": dict(self.failures),
-            "failures_all_run": dict(self.failures_all_run),
-            "timeline": {
-                t: {k: dict(c) for k, c in slot.items()} for t, slot in self.timeline.items()
-            },
-            "rates": RATES,
-            "users": USERS,
-            "email_batch": EMAIL_BATCH,
-            "poisson": POISSON,
-        }
-
-
-DETAIL = Detail()
+DETAIL = Detail({"rates": RATES, "users": USERS, "email_batch": EMAIL_BATCH, "poisson": POISSON})
 
 
 def _on_request(name: str, response_time: float, exception: Any, **_: Any) -> None:
