@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from models.adaptive_kernels import candidate_moments, design_rows, laplace_steps
+from models.adaptive_kernels import candidate_moments, chosen_first, design_rows, laplace_steps
 from models.adaptive_state import (
     STATE_HEADER,
     Delta,
@@ -141,39 +141,29 @@ class Moments:
         Only contenders are drawn: a candidate whose best case (every draw
         :data:`CONTENDER_SIGMAS` deviations up) stays below another's worst case (as many
         down) would win only through draws rarer than one in 30,000 each, so it gets 0
-        without being sampled. That keeps the cost near the number of contenders, a
-        handful, rather than of candidates.
+        without being sampled. That keeps the cost near the number of contenders rather
+        than of candidates. The draws are compiled: :func:`models.adaptive_kernels.chosen_first`.
         """
         n = len(self.mean)
         if n == 0 or draws < 1:
             return np.zeros(n)
-        sd = np.sqrt(self.variance)
-        reach = CONTENDER_SIGMAS * sd
-        if weights is None:  # σ is monotone and the shared draw moves all alike
-            contenders = np.flatnonzero(self.mean + reach >= (self.mean - reach).max())
-        else:
-            shared = CONTENDER_SIGMAS * math.sqrt(self.shared_variance)
-            best = sigmoid(self.mean + reach + (self.shared_mean + shared)) * weights
-            worst = sigmoid(self.mean - reach + (self.shared_mean - shared)) * weights
-            contenders = np.flatnonzero(best >= worst.max())
-        m = len(contenders)
+        count = draws * (n + 1)  # enough for every candidate; contenders use the start
+        z = rng.standard_normal(count) if normals is None else normals.take(rng, count)
         counts: FloatArray = np.zeros(n)
-        if m == 1:  # the only one that can come first: no draws needed
-            counts[contenders] = 1.0
-            return counts
-        z = (
-            rng.standard_normal((draws, m + 1))
-            if normals is None
-            else normals.take(rng, draws * (m + 1)).reshape(draws, m + 1)
+        chosen_first(
+            self.mean,
+            np.sqrt(self.variance),
+            self.shared_mean,
+            math.sqrt(self.shared_variance),
+            np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64),
+            weights is not None,
+            z,
+            draws,
+            CONTENDER_SIGMAS,
+            LOGIT_LIMIT,
+            counts,
         )
-        logits = sd[contenders] * z[:, 1:]
-        logits += self.mean[contenders]
-        if weights is None:
-            first = logits.argmax(axis=1)
-        else:
-            logits += self.shared_mean + math.sqrt(self.shared_variance) * z[:, :1]
-            first = (sigmoid(logits) * weights[contenders]).argmax(axis=1)
-        counts[contenders] = np.bincount(first, minlength=m) / draws
+        counts /= draws
         return counts
 
 
@@ -345,7 +335,7 @@ class AdaptiveModel:
             table.width,
             table.depth,
             request.block_values,
-            int(self.hasher.shift),
+            self.hasher.shift_bits,
             self._z,
             mean,
             variance,
@@ -449,7 +439,7 @@ class AdaptiveModel:
         index = np.empty((len(batch), widest), dtype=np.int64)
         x = np.empty((len(batch), widest))
         lengths = np.zeros(len(batch), dtype=np.int64)
-        shift, dims = int(self.hasher.shift), self.dims
+        shift, dims = self.hasher.shift_bits, self.dims
         for rows, request, table in work:
             design_rows(
                 request.tokens,

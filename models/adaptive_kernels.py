@@ -19,6 +19,11 @@ so they cannot be vectorised across a batch. Compiled, the loop costs about what
 arithmetic does. The maths is :meth:`models.adaptive.AdaptiveModel.update`'s, documented
 there.
 
+Selection (:func:`chosen_first`): how often each candidate comes first over the Monte-Carlo
+draws that estimate the logged selection probabilities. With numpy, a dozen array calls on
+(draws × contenders) temporaries: 43 µs median for the demo world's 13 candidates and 100
+draws, on every logged decision.
+
 Compiled on first use and cached beside this file (``cache=True``), so a process after
 the first loads the machine code instead of compiling it again.
 """
@@ -34,6 +39,8 @@ from numba import njit
 __all__ = [
     "action_cells",
     "candidate_moments",
+    "chosen_first",
+    "clipped_sigma",
     "design_rows",
     "laplace_steps",
     "sigma",
@@ -48,6 +55,12 @@ def sigma(z: float) -> float:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
     return e / (1.0 + e)
+
+
+@njit(cache=True)
+def clipped_sigma(z: float, limit: float) -> float:
+    """σ(z) with z clipped to ±limit first, as :func:`models.adaptive.sigmoid` computes it."""
+    return 1.0 / (1.0 + math.exp(-min(max(z, -limit), limit)))
 
 
 @njit(cache=True)
@@ -284,6 +297,63 @@ def candidate_moments(
         variance[i] = v
 
 
+@njit(cache=True)
+def chosen_first(
+    mean: npt.NDArray[np.float64],
+    sd: npt.NDArray[np.float64],
+    shared_mean: float,
+    shared_sd: float,
+    weights: npt.NDArray[np.float64],
+    weighted: bool,
+    normals: npt.NDArray[np.float64],
+    draws: int,
+    sigmas: float,
+    limit: float,
+    counts: npt.NDArray[np.float64],
+) -> None:
+    """``counts[i]``: in how many of ``draws`` Thompson draws candidate ``i`` ranks first.
+
+    Weighted, a draw ranks by ``σ(logit + shared term) × weight``, else by the logit alone
+    (σ is monotone and the shared term moves all alike). Only contenders are drawn: those
+    whose best case (``sigmas`` deviations up) reaches the best worst case; the others
+    keep 0. Draw ``d`` reads ``normals[d (m + 1)]`` for the shared term and the next ``m``
+    for the ``m`` contenders in order, so ``normals`` holds at least ``draws (m + 1)``.
+    Logits are clipped to ``±limit`` before σ."""
+    n = len(mean)
+    up = np.empty(n)
+    down = np.empty(n)
+    shared_reach = sigmas * shared_sd
+    for i in range(n):
+        reach = sigmas * sd[i]
+        if weighted:
+            hi = mean[i] + reach + (shared_mean + shared_reach)
+            lo = mean[i] - reach + (shared_mean - shared_reach)
+            up[i] = clipped_sigma(hi, limit) * weights[i]
+            down[i] = clipped_sigma(lo, limit) * weights[i]
+        else:
+            up[i] = mean[i] + reach
+            down[i] = mean[i] - reach
+    floor = down.max() if n else 0.0
+    contenders = np.flatnonzero(up >= floor)
+    m = len(contenders)
+    if m == 1:
+        counts[contenders[0]] = draws
+        return
+    for d in range(draws):
+        at = d * (m + 1)
+        shift = shared_mean + shared_sd * normals[at]
+        best = -np.inf
+        first = 0
+        for j in range(m):
+            i = contenders[j]
+            logit = sd[i] * normals[at + 1 + j] + mean[i]
+            score = clipped_sigma(logit + shift, limit) * weights[i] if weighted else logit
+            if score > best:
+                best = score
+                first = j
+        counts[contenders[first]] += 1.0
+
+
 def warm_up() -> None:
     """Load (or compile) the kernels now, before taking work: loading numba and the
     cached machine code took 2.4 s of a loaded worker's event loop at its first learning
@@ -293,4 +363,5 @@ def warm_up() -> None:
     model = AdaptiveModel(dims=2**4)
     view = {"id": "warm-up", "category": "up"}
     model.update_batch([Observation({"warm": "up"}, {}, view, 1.0)])
-    model.moments({"warm": "up"}, {}, model.bind([view]), np.zeros(1, dtype=np.intp))
+    moments = model.moments({"warm": "up"}, {}, model.bind([view]), np.zeros(1, dtype=np.intp))
+    moments.selection_probabilities(model.rng, 2, np.ones(1))

@@ -222,6 +222,7 @@ class Hasher:
         self.bits = bits
         self.dims = 1 << bits
         self.shift = np.uint64(63 - bits)
+        self.shift_bits = 63 - bits  # the same, as the compiled kernels take it
         self._cache: dict[tuple[str, str, Any], _Entry | None] = {}
         self._levels: dict[tuple[str, str, int], _Entry] = {}
 

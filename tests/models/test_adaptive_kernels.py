@@ -1,5 +1,6 @@
 """The adaptive model's compiled kernels (models.adaptive_kernels): ready before work,
-and the same beliefs as the readable design."""
+the same beliefs as the readable design, and the same selection counts as the array
+version they replaced."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import adaptive_kernels
-from models.adaptive import AdaptiveModel
+from models.adaptive import CONTENDER_SIGMAS, AdaptiveModel, Moments, sigmoid
 from models.adaptive_state import Delta
 
 
@@ -18,6 +19,7 @@ def test_warm_up_leaves_each_kernel_compiled_once() -> None:
     adaptive_kernels.warm_up()
     assert len(adaptive_kernels.design_rows.signatures) == 1
     assert len(adaptive_kernels.laplace_steps.signatures) == 1
+    assert len(adaptive_kernels.chosen_first.signatures) == 1
 
 
 _WORDS = st.sampled_from(["shoes", "bags", "gold", "x", ""])
@@ -60,3 +62,72 @@ def test_candidate_moments_are_the_designs_block_sums(
     variance = np.einsum("nb,nb->n", sums.imag, design.scales**2)
     np.testing.assert_allclose(moments.mean, mean, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(moments.variance, variance, rtol=1e-12, atol=1e-12)
+
+
+def _first_shares(moments: Moments, z: np.ndarray, draws: int, weights: Any) -> np.ndarray:
+    """The array version the kernel replaced: contenders, then ``z`` as (draws, m + 1)."""
+    sd = np.sqrt(moments.variance)
+    reach = CONTENDER_SIGMAS * sd
+    if weights is None:
+        contenders = np.flatnonzero(moments.mean + reach >= (moments.mean - reach).max())
+    else:
+        shared = CONTENDER_SIGMAS * np.sqrt(moments.shared_variance)
+        best = sigmoid(moments.mean + reach + (moments.shared_mean + shared)) * weights
+        worst = sigmoid(moments.mean - reach + (moments.shared_mean - shared)) * weights
+        contenders = np.flatnonzero(best >= worst.max())
+    m = len(contenders)
+    counts = np.zeros(len(moments.mean))
+    if m == 1:
+        counts[contenders] = 1.0
+        return counts
+    draws_z = z[: draws * (m + 1)].reshape(draws, m + 1)
+    logits = sd[contenders] * draws_z[:, 1:]
+    logits += moments.mean[contenders]
+    if weights is None:
+        first = logits.argmax(axis=1)
+    else:
+        logits += moments.shared_mean + np.sqrt(moments.shared_variance) * draws_z[:, :1]
+        first = (sigmoid(logits) * weights[contenders]).argmax(axis=1)
+    counts[contenders] = np.bincount(first, minlength=m) / draws
+    return counts
+
+
+class _Fixed:
+    """A normal pool that hands out the same draws to both versions."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z
+
+    def take(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        return self.z[:count]
+
+
+_LOGITS = st.floats(-40, 40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    beliefs=st.lists(
+        st.tuples(_LOGITS, st.floats(0, 9), st.floats(0.01, 50)), min_size=1, max_size=9
+    ),
+    shared=st.tuples(_LOGITS, st.floats(0, 4)),
+    weighted=st.booleans(),
+    draws=st.integers(1, 60),
+    seed=st.integers(0, 2**16),
+)
+def test_chosen_first_counts_as_the_array_version(
+    beliefs: list[tuple[float, float, float]],
+    shared: tuple[float, float],
+    weighted: bool,
+    draws: int,
+    seed: int,
+) -> None:
+    """Same draws, same winners: every candidate's share equal to the last bit, ties
+    (equal candidates) going to the first, hopeless candidates at 0, logits past ±30
+    clipped alike."""
+    mean, variance, weights = (np.array(column) for column in zip(*beliefs, strict=True))
+    moments = Moments(mean, variance, *shared)
+    z = np.random.default_rng(seed).standard_normal(draws * (len(mean) + 1))
+    used = weights if weighted else None
+    compiled = moments.selection_probabilities(np.random.default_rng(0), draws, used, _Fixed(z))
+    np.testing.assert_array_equal(compiled, _first_shares(moments, z, draws, used))
