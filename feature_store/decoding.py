@@ -70,7 +70,7 @@ class ViewDecoder:
 
     def states(self, rows: Sequence[RawViews], now: float) -> list[CustomerState]:
         """Several customers at once (a batch): their window counters are summed in one
-        numpy pass, whose fixed cost would otherwise be paid per customer."""
+        compiled pass, whose call would otherwise be paid per customer."""
         decoded = []
         window_values: list[bytes] = []
         for customer_id, profile, behaviour, counters in rows:

@@ -15,15 +15,18 @@ window's span (with 6 buckets: 50 s of a 5 min window, 10 min of an hour, 4 h of
 
 Stored as ``w`` then little-endian 32-bit integers, so the store's Lua script packs and
 unpacks them with one ``struct`` call and all counters of a customer decode together
-with one numpy call.
+in one pass.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
+from numba import njit
 
 PREFIX = b"w"
 
@@ -31,39 +34,60 @@ PREFIX = b"w"
 class WindowReader:
     """Sums of encoded counters at a given time, for one window layout.
 
-    The weight of a bucket depends only on how far the counter's newest bucket lies
-    behind the current one (clipped to ``-1 .. slots``, beyond which every weight is 1
-    or 0) and on the elapsed part of the current bucket. So a read builds one small
-    table of weights per window and picks each counter's row from it: a dozen numpy
-    calls for all counters of a customer, whatever their number.
+    A bucket's weight depends only on how far the counter's newest bucket lies behind
+    the current one (clipped to ``-1 .. slots``, beyond which every weight is 1 or 0) and
+    on the elapsed part of the current bucket: 1 inside the window, the unelapsed share
+    for the oldest bucket, 0 beyond. Compiled (numba): as a dozen numpy calls over a
+    table of weights this took 15 µs of a demo-world decision (four counters), almost
+    all fixed costs; compiled, about 1.
     """
 
     def __init__(self, widths: Sequence[float], buckets: int) -> None:
         self.width = np.asarray(widths, dtype=np.float64)
         self.windows = len(widths)
-        self.slots = slots = buckets + 1
-        behind = np.arange(-1, slots + 1)[:, None]
-        age = behind + np.arange(slots)[None, :]
-        self._full = (age < slots - 1).astype(np.float64)  # inside the window
-        self._edge = (age == slots - 1).astype(np.float64)  # the oldest, partly inside
-        self._columns = np.arange(self.windows)[None, :]
+        self.slots = buckets + 1
 
     def sums(self, values: Sequence[bytes], now: float) -> np.ndarray:
         """Window sums, shape (len(values), windows)."""
-        if not values:
-            return np.zeros((0, self.windows))
-        slots = self.slots
-        numbers = np.frombuffer(b"".join([v[1:] for v in values]), dtype="<i4").reshape(
-            len(values), self.windows, slots + 1
-        )
-        position = now / self.width
-        current = np.floor(position)
-        table = self._full + self._edge * (1.0 - (position - current))[:, None, None]
-        behind = current - numbers[:, :, 0]  # > 0: buckets have passed since the last write
-        np.maximum(behind, -1, out=behind)
-        np.minimum(behind, slots, out=behind)
-        weights = table[self._columns, behind.astype(np.intp) + 1]
-        return np.asarray(np.einsum("rwj,rwj->rw", numbers[:, :, 1:], weights))
+        out = np.zeros((len(values), self.windows))
+        if values:
+            numbers = np.frombuffer(b"".join([v[1:] for v in values]), dtype="<i4")
+            rows = numbers.reshape(len(values), self.windows * (self.slots + 1))  # or raises
+            _sums(rows, self.width, self.slots, float(now), out)
+        return out
+
+
+@njit(cache=True)
+def _sums(
+    numbers: npt.NDArray[np.int32],
+    width: npt.NDArray[np.float64],
+    slots: int,
+    now: float,
+    out: npt.NDArray[np.float64],
+) -> None:
+    """``out[r, w]``: counter ``r``'s sum over window ``w``; ``numbers[r]`` holds per
+    window the newest bucket's index, then ``slots`` counts, newest first."""
+    for w in range(len(width)):
+        position = now / width[w]
+        current = math.floor(position)
+        edge = 1.0 - (position - current)  # the oldest bucket's share still inside
+        base = w * (slots + 1)
+        for r in range(numbers.shape[0]):
+            behind = int(min(max(current - numbers[r, base], -1.0), float(slots)))
+            total = 0.0
+            for j in range(slots):
+                age = behind + j
+                if age < slots - 1:
+                    total += numbers[r, base + 1 + j]
+                elif age == slots - 1:
+                    total += numbers[r, base + 1 + j] * edge
+            out[r, w] = total
+
+
+def warm_up() -> None:
+    """Load (or compile) the sums before the first decision, whose budget is 20 ms."""
+    counter = update(None, 0.0, "60.0;3")  # one window, two buckets (and the oldest)
+    WindowReader([60.0], 2).sums([counter], 0.0)
 
 
 def decode(

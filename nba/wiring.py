@@ -16,6 +16,7 @@ from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
 from engine.heap import freeze_start_up
 from engine.holders import LiveState
+from feature_store import windows
 from feature_store.adaptive_store import RedisAdaptiveStore
 from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.impact_store import Cell, RedisImpactStore
@@ -113,8 +114,10 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
             log.error("catalogue changes not loaded yet (%s); the watcher retries", exc)
 
     async def warm_kernels() -> None:
-        """The adaptive model's compiled code loaded before the first request."""
+        """The compiled code (the adaptive model's, the window sums) loaded before the
+        first request."""
         warm_up()
+        windows.warm_up()
 
     impact = RedisImpactStore.from_url(redis_url)
     adaptive = RedisAdaptiveStore.from_url(redis_url)

@@ -1,7 +1,10 @@
-"""Sliding windows: bounded, and within one bucket of the exact count."""
+"""Sliding windows: bounded, within one bucket of the exact count, and the compiled sums
+the same as the table of weights they replaced."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,3 +44,57 @@ def test_counts_move_out_of_the_window_as_time_passes() -> None:
     later = windows.decode([raw], CONFIG.widths, CONFIG.buckets, NOW + 400)[0]
     assert later[five_minutes] == 0
     assert later[CONFIG.windows.index("1h")] == 2
+
+
+def _table_sums(values: list[bytes], widths: list[float], buckets: int, now: float) -> np.ndarray:
+    """The numpy version the kernel replaced: one table of weights per window, a row
+    picked per counter by how far its newest bucket lies behind."""
+    slots, count = buckets + 1, len(widths)
+    behind = np.arange(-1, slots + 1)[:, None]
+    age = behind + np.arange(slots)[None, :]
+    full, edge = (age < slots - 1).astype(float), (age == slots - 1).astype(float)
+    numbers = np.frombuffer(b"".join(v[1:] for v in values), dtype="<i4").reshape(
+        len(values), count, slots + 1
+    )
+    position = now / np.asarray(widths)
+    current = np.floor(position)
+    table = full + edge * (1.0 - (position - current))[:, None, None]
+    lag = np.clip(current - numbers[:, :, 0], -1, slots).astype(np.intp)
+    weights = table[np.arange(count)[None, :], lag + 1]
+    return np.einsum("rwj,rwj->rw", numbers[:, :, 1:], weights)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counters=st.lists(
+        st.lists(st.floats(min_value=-2 * 86400, max_value=10 * 86400), max_size=12),
+        min_size=1,
+        max_size=5,
+    ),
+    later=st.floats(min_value=-600, max_value=9 * 86400),
+)
+def test_compiled_sums_are_the_tables(counters: list[list[float]], later: float) -> None:
+    """Counters written at any times (some after the read: a clock ahead), read at any
+    time: the same sums, up to the rounding of one fractional term."""
+    values = []
+    for ages in counters:
+        raw = windows.update(None, NOW, LAYOUT)
+        for age in sorted(ages, reverse=True):
+            raw = windows.update(raw, NOW - age, LAYOUT)
+        values.append(raw)
+    now = NOW + later
+    compiled = windows.WindowReader(CONFIG.widths, CONFIG.buckets).sums(values, now)
+    reference = _table_sums(values, CONFIG.widths, CONFIG.buckets, now)
+    np.testing.assert_allclose(compiled, reference, rtol=1e-12, atol=1e-9)
+
+
+def test_a_counter_of_another_layout_is_refused_not_misread() -> None:
+    short = windows.update(None, NOW, "60.0;3")  # one window where the reader has four
+    with pytest.raises(ValueError):
+        windows.WindowReader(CONFIG.widths, CONFIG.buckets).sums([short], NOW)
+
+
+def test_warm_up_leaves_the_sums_compiled_once() -> None:
+    windows.warm_up()
+    windows.WindowReader(CONFIG.widths, CONFIG.buckets).sums([], NOW)
+    assert len(windows._sums.signatures) == 1
