@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     decision_budget_ms: float = Field(default=20.0, gt=0)
     control_share: float = Field(default=0.05, ge=0, le=1)
     learn_negative_share: float = Field(default=1.0, gt=0, le=1)
+    background_nice: int = Field(default=10, ge=0, le=19)
 
     @field_validator("redis_url")
     @classmethod

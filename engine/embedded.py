@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from engine.priority import lower_priority
 from engine.stack_checks import (
     LOOPBACK,
     EmbeddedStackError,
@@ -135,6 +136,7 @@ class EmbeddedStack:
         startup_timeout: float = 20.0,
         *,
         redis_server: str | None = None,
+        broker_nice: int = 0,
     ) -> None:
         self._data_dir = Path(data_dir).resolve()
         self._redis_url = redis_url
@@ -143,6 +145,7 @@ class EmbeddedStack:
         self._topic_partitions = topic_partitions
         self._startup_timeout = startup_timeout
         self._redis_server = redis_server
+        self._broker_nice = broker_nice
         self._processes: list[subprocess.Popen[bytes]] = []
         self._endpoints: StackEndpoints | None = None
         self._owner_pid = os.getpid()
@@ -254,13 +257,20 @@ class EmbeddedStack:
                 "--storage-engine", "memory://tansu/",
             ]  # fmt: skip
 
-        return self._launch("tansu broker", argv, directory, directory / "tansu.log")
+        return self._launch(
+            "tansu broker", argv, directory, directory / "tansu.log", nice=self._broker_nice
+        )
 
     def _launch(
-        self, name: str, argv: Callable[[int], list[str]], directory: Path, log: Path
+        self,
+        name: str,
+        argv: Callable[[int], list[str]],
+        directory: Path,
+        log: Path,
+        nice: int = 0,
     ) -> _Launch:
         directory.mkdir(parents=True, exist_ok=True)
-        launch = _Launch(name=name, argv=argv, cwd=directory, log=log)
+        launch = _Launch(name=name, argv=argv, cwd=directory, log=log, nice=nice)
         self._spawn(launch)
         return launch
 
@@ -268,7 +278,7 @@ class EmbeddedStack:
         launch.port = free_port()
         launch.log_offset = launch.log.stat().st_size if launch.log.exists() else 0
         with launch.log.open("ab") as log:
-            launch.process = _SPAWNER.popen(launch.argv(launch.port), launch.cwd, log)
+            launch.process = _SPAWNER.popen(launch.argv(launch.port), launch.cwd, log, launch.nice)
         self._processes.append(launch.process)
 
     def _await_ready(
@@ -309,6 +319,7 @@ class _Launch:
     argv: Callable[[int], list[str]]
     cwd: Path
     log: Path
+    nice: int = 0  # how much lower than ours its priority is
     port: int = 0
     log_offset: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -344,7 +355,9 @@ class _Spawner:
         self._thread: threading.Thread | None = None
         self._thread_pid = 0
 
-    def popen(self, argv: list[str], cwd: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    def popen(
+        self, argv: list[str], cwd: Path, log: IO[bytes], nice: int = 0
+    ) -> subprocess.Popen[bytes]:
         def job() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
                 argv,
@@ -352,7 +365,7 @@ class _Spawner:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=_child_setup(os.getpid(), nice),
                 start_new_session=True,
             )
 
@@ -392,8 +405,9 @@ class _Spawner:
 _SPAWNER = _Spawner()
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies."""
+def _child_setup(parent_pid: int, nice: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies, and
+    lowering its priority by ``nice`` (see :mod:`engine.priority`)."""
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -404,5 +418,6 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
+        lower_priority(nice)
 
     return preexec

@@ -32,6 +32,7 @@ def _stack(settings: Settings) -> Any:
         redis_url=settings.redis_url,
         kafka_brokers=settings.kafka_brokers,
         topics=topic_names(settings),
+        broker_nice=settings.background_nice,
     )
 
 
@@ -81,6 +82,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     with _stack(settings) as endpoints:
+        from engine.priority import lower_priority
+
+        lower_priority(settings.background_nice)  # after the stack: Redis keeps ours
         app = create_worker_app(
             settings,
             endpoints.kafka_brokers,

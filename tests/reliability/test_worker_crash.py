@@ -5,6 +5,7 @@ idempotent on ``event_id`` (contract §4). Its topics have a prefix of their own
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import threading
 import time
@@ -188,3 +189,18 @@ def test_a_worker_of_another_prefix_dying_does_not_stall_this_one(
         worst = max(worst, apply_latency(running, "it."))
         time.sleep(0.3)
     assert worst < 1.5, f"the session worker stalled {worst:.1f} s"
+
+
+def test_the_worker_runs_below_the_api_by_its_configured_nice(
+    running: Running, tmp_path: Path
+) -> None:
+    """NBA_BACKGROUND_NICE: throughput work gives way to decisions (engine.priority)."""
+    world_topics(running.endpoints.kafka_brokers, PREFIX)
+    env = {**worker_env(running, tmp_path / "data", PREFIX), "NBA_BACKGROUND_NICE": "4"}
+    log = tmp_path / "worker.log"
+    process = nba(["worker"], env, log)
+    try:
+        wait_consuming(running, log, process)
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(19, os.nice(0) + 4)
+    finally:
+        stop(process)

@@ -1,0 +1,67 @@
+"""Background processes give way to the API (engine.priority): the stream worker's and
+the embedded broker's nice values, and the broker's session group, against Redis's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.embedded import EmbeddedStack
+from engine.priority import AUTOGROUP
+
+HAS_AUTOGROUP = AUTOGROUP.exists()
+
+
+def _nice_of(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+def _child_nice(increment: int, *, own_session: bool) -> tuple[int, str]:
+    code = (
+        "import os, pathlib; from engine.priority import lower_priority; "
+        f"lower_priority({increment}); "
+        "group = pathlib.Path('/proc/self/autogroup'); "
+        "print(os.nice(0)); print(group.read_text().strip() if group.exists() else '')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=own_session,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout.splitlines()
+    return int(out[0]), out[1] if len(out) > 1 else ""
+
+
+@pytest.mark.parametrize("increment", [0, 3, 10])
+def test_a_process_lowers_its_priority_by_the_increment(increment: int) -> None:
+    ours = os.nice(0)
+    nice, _ = _child_nice(increment, own_session=False)
+    assert nice == min(19, ours + increment)
+
+
+@pytest.mark.skipif(not HAS_AUTOGROUP, reason="this kernel has no session autogroups")
+def test_a_session_leader_lowers_its_group_and_no_one_else_does() -> None:
+    ours = AUTOGROUP.read_text()
+    _, group = _child_nice(7, own_session=True)
+    assert group.endswith("nice 7")
+    _, shared = _child_nice(7, own_session=False)  # in our session: our group untouched
+    assert shared == ours.strip() == AUTOGROUP.read_text().strip()
+
+
+def test_the_embedded_broker_runs_below_redis(tmp_path: Path) -> None:
+    ours = os.nice(0)
+    stack = EmbeddedStack(tmp_path, broker_nice=6)
+    with stack:
+        redis, broker = stack.started_processes
+        assert _nice_of(redis.pid) == ours
+        assert _nice_of(broker.pid) == min(19, ours + 6)
+        if HAS_AUTOGROUP:
+            group = Path(f"/proc/{broker.pid}/autogroup").read_text().strip()
+            assert group.endswith("nice 6")
+            assert Path(f"/proc/{redis.pid}/autogroup").read_text().strip().endswith("nice 0")
