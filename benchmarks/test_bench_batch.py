@@ -45,7 +45,8 @@ def test_email_batches_per_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     settings = load_settings()
     children: list[subprocess.Popen[bytes]] = []
     try:
-        with _serving(settings, 1, CUSTOMERS, children, CpuWatch()) as base_url:
+        with _serving(settings, 1, CUSTOMERS, children, CpuWatch()) as served:
+            base_url = served.base_url
             api = psutil.Process(children[-1].pid)
             tree = [api, *api.children(recursive=True)]
             headers = {"Authorization": f"Bearer {KEY}"}

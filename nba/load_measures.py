@@ -1,8 +1,10 @@
 """What ``nba loadtest`` reads off the servers: quantiles of latency histograms, the API's
-``/metrics`` over the measured window, and the CPU each process used."""
+``/metrics`` over the measured window, the CPU each process used, and the stream worker's
+backlog when the load stops."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import math
@@ -233,3 +235,23 @@ class CpuWatch:
                 if seconds > 0 and used / seconds >= 0.01
             ],
         }
+
+
+def worker_backlog(
+    brokers: str, group: str, topics: Mapping[str, str], timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """How far behind the stream worker is when the load stops, and how long it takes to
+    catch up. ``topics`` maps a short name to the topic. A worker that kept up is behind
+    by what arrived since its last commit (every 0.5 s), and catches up at once; one that
+    was starved of CPU shows it here, where the latency figures would not."""
+    from streams.lag import consumer_lag, wait_for_lag_zero
+
+    names = {topic: short for short, topic in topics.items()}
+    lag = asyncio.run(consumer_lag(brokers, group, list(topics.values())))
+    started = time.monotonic()
+    caught_up = asyncio.run(wait_for_lag_zero(brokers, group, list(topics.values()), timeout_s))
+    return {
+        "events_behind": sum(lag.values()),
+        "by_topic": {names[topic]: n for topic, n in lag.items()},
+        "caught_up_in_s": round(time.monotonic() - started, 1) if caught_up else None,
+    }

@@ -247,6 +247,15 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  server     decisions {lat['count']} ({server['decisions_per_s']}/s), "
             f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, fallbacks {server['fallbacks']}"
         )
+    backlog = report.get("stream_worker")
+    if backlog:
+        topics = ", ".join(f"{k} {v}" for k, v in backlog["by_topic"].items())
+        caught_up = backlog["caught_up_in_s"]
+        print(
+            f"  worker     {backlog['events_behind']} events behind when the load stopped "
+            f"({topics}); "
+            + (f"caught up in {caught_up} s" if caught_up is not None else "not caught up")
+        )
     if report.get("cpu"):
         parts = ", ".join(f"{k} {v}%" for k, v in report["cpu"]["per_process"].items())
         print(

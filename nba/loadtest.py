@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -60,6 +61,7 @@ from nba.load_locust import run_locust
 from nba.load_measures import (
     CpuWatch,
     step,
+    worker_backlog,
 )
 from nba.load_offer import RATE_UNITS, offered_rates, users_for
 from nba.load_report import ROOT, build_report, print_summary
@@ -104,6 +106,17 @@ async def _store_has(redis_url: str, customer_id: str) -> bool:
         await store.close()
 
 
+@dataclass(frozen=True)
+class Served:
+    """The stack a load test started: where the API answers, and what the worker reads."""
+
+    base_url: str
+    brokers: str
+    group: str
+    topics: dict[str, str]
+    background_nice: int
+
+
 @contextlib.contextmanager
 def _serving(
     settings: Settings,
@@ -111,8 +124,8 @@ def _serving(
     customers: int,
     children: list[subprocess.Popen[bytes]],
     cpu: CpuWatch,
-) -> Iterator[str]:
-    """The whole stack as ``nba demo`` starts it; yields the API's base URL."""
+) -> Iterator[Served]:
+    """The whole stack as ``nba demo`` starts it."""
     from engine.embedded import free_port
     from models.registry import ModelRegistry
     from nba.cli import _stack
@@ -121,7 +134,7 @@ def _serving(
     from nba.processes import child_env, nba_command, spawn
     from rules.catalogue import load_catalogue
     from streams.lag import wait_for_lag_zero
-    from streams.worker import worker_group
+    from streams.worker import WORKER_TOPICS, worker_group
 
     logs = settings.data_dir / "logs"
     step("starting Redis and the Kafka-protocol broker (embedded unless configured)")
@@ -175,7 +188,13 @@ def _serving(
 
             pids = [serve.pid] + [p.pid for p in psutil.Process(serve.pid).children(True)]
             step(f"API ready at {base_url} with {workers} worker(s); pids {pids}")
-        yield base_url
+        yield Served(
+            base_url,
+            endpoints.kafka_brokers,
+            worker_group(settings.topic_prefix),
+            {name: settings.topic(name) for name in WORKER_TOPICS},
+            settings.background_nice,
+        )
 
 
 # ---- entry point ---------------------------------------------------------------------------
@@ -224,11 +243,10 @@ def run_loadtest(
                 if generated:
                     print(f"generated admin API key (kept in {settings.data_dir / 'admin.key'})")
                 api_key = api_key or _pick_key(keys)
-                base_url = exits.enter_context(
-                    _serving(settings, workers, customers, children, cpu)
-                )
+                served = exits.enter_context(_serving(settings, workers, customers, children, cpu))
+                base_url = served.base_url
             else:
-                base_url = url.rstrip("/")
+                served, base_url = None, url.rstrip("/")
                 api_key = (
                     api_key or os.environ.get("NBA_LOADTEST_API_KEY") or _configured_key(settings)
                 )
@@ -273,6 +291,11 @@ def run_loadtest(
                 base_url,
                 url is None,
             )
+            if served is not None:
+                report["stream_worker"] = {
+                    **worker_backlog(served.brokers, served.group, served.topics),
+                    "background_nice": served.background_nice,
+                }
         report["started_at"] = stamp
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path = out_dir / f"{stamp}-loadtest.json"

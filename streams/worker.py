@@ -40,6 +40,7 @@ E = TypeVar("E", bound=BaseModel)
 BATCH_SIZE = 1000  # events per store call at most: a batch is what arrived meanwhile
 BATCH_LINGER_S = 0.005  # a batch waits this long for more events (not while full)
 MAX_EVENT_BYTES = 256 * 1024
+WORKER_TOPICS = ("crm", "clickstream", "responses", "decisions")  # what a worker reads
 COMMIT_EVERY = 50_000
 WORKER_GROUP = "nba-worker"
 
@@ -158,7 +159,7 @@ def create_worker_app(
     state: dict[str, Any] = {}
     stats = StreamStats()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    topics = [settings.topic(t) for t in ("crm", "clickstream", "responses", "decisions")]
+    topics = [settings.topic(t) for t in WORKER_TOPICS]
 
     def store() -> FeatureStore:
         if "store" not in state:

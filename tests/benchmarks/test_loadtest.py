@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from nba.load_measures import worker_backlog
 from nba.loadtest import run_loadtest
+from streams.worker import WORKER_TOPICS, worker_group
 from tests.conftest import KEYS, Running
+from tests.reliability._support import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIN_KEY = next(key for key, scopes in KEYS.items() if "admin" in scopes)
@@ -58,3 +61,17 @@ def test_the_command_line_sets_or_leaves_out_the_other_callers() -> None:
     for wrong in ("fax=1", "desk", "desk=-1", "desk=x", "web=3"):
         with pytest.raises(SystemExit):
             parser().parse_args(["loadtest", "--caller", wrong])
+
+
+def test_the_worker_backlog_counts_what_a_group_has_not_committed(running: Running) -> None:
+    """The session's worker keeps up: caught up at once. A group that never read the
+    same topics is behind by every event in them, and never catches up."""
+    brokers = running.endpoints.kafka_brokers
+    topics = {name: f"it.{name}" for name in WORKER_TOPICS}
+    produce(brokers, "it.crm", [(b"nobody", b"not an event: dead-lettered")])
+    kept_up = worker_backlog(brokers, worker_group("it."), topics, timeout_s=30.0)
+    assert kept_up["caught_up_in_s"] is not None and kept_up["caught_up_in_s"] < 30.0
+    assert set(kept_up["by_topic"]) == set(WORKER_TOPICS)
+    idle = worker_backlog(brokers, "a-group-that-never-read", topics, timeout_s=0.5)
+    assert idle["events_behind"] > 0 and idle["caught_up_in_s"] is None
+    assert idle["events_behind"] == sum(idle["by_topic"].values())
