@@ -219,7 +219,9 @@ async def test_a_spin_that_runs_out_waits_for_its_replies_and_keeps_them_in_orde
     server: Server,
 ) -> None:
     redis.Redis(port=server.port).set("k", "v")
-    wire = WireConnection(WireAddress(port=server.port), spin_s=0.001)
+    wire = WireConnection(
+        WireAddress(port=server.port), spin_s=0.05
+    )  # the BLPOP outlasts it; a GET fits well inside
     try:
         await wire.execute([("PING",)])
         slow = asyncio.ensure_future(wire.execute([("BLPOP", "empty", "0.2")], spin=True))
