@@ -358,9 +358,16 @@ if mode == "handler":
 stack.start()
 print(json.dumps([p.pid for p in stack.started_processes]), flush=True)
 if mode == "exit":
+    sys.stdin.readline()  # until the test has seen the servers alive
     sys.exit(0)  # no stop(): the atexit hook must do it
 time.sleep(60)
 """
+
+
+def _let_it_exit(child: subprocess.Popen[bytes]) -> None:
+    assert child.stdin is not None
+    child.stdin.write(b"\n")
+    child.stdin.flush()
 
 
 @pytest.mark.parametrize(
@@ -368,7 +375,7 @@ time.sleep(60)
     [
         ("sigkill", lambda child: child.kill(), 5.0),  # PR_SET_PDEATHSIG
         ("handler", lambda child: child.send_signal(signal.SIGTERM), 0.0),  # stop() in handler
-        ("exit", lambda child: None, 0.0),  # atexit; gone before the parent has exited
+        ("exit", _let_it_exit, 0.0),  # atexit; gone before the parent has exited
     ],
 )
 def test_servers_die_with_their_parent(
@@ -377,6 +384,7 @@ def test_servers_die_with_their_parent(
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, mode, str(tmp_path)],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
