@@ -12,7 +12,9 @@ benchmarks/test_bench_warmth.py).
 The first request of a turn leads: it yields the loop once, so that requests whose
 turn has already begun can join, then decides for all of them. A request alone (light
 load) waits one extra turn of the loop, a few µs. A batch is bounded, and each request
-keeps its own answer or its own error.
+keeps its own answer or its own error. Only requests with the same budget (their
+channel's, see :meth:`engine.decisions.Decider.budget_for`) share a batch: a page view
+must not wait as long as an agent's desk may.
 """
 
 from __future__ import annotations
@@ -33,28 +35,27 @@ class DecisionBatcher:
     def __init__(self, decider: Decider, max_batch: int = MAX_BATCH) -> None:
         self.decider = decider
         self.max_batch = max_batch
-        self._joining: list[tuple[DecisionInput, asyncio.Future[dict[str, Any]]]] | None = None
+        self._joining: dict[float, list[tuple[DecisionInput, asyncio.Future[dict[str, Any]]]]] = {}
         self.batches = 0  # for tests and figures
         self.decisions = 0
 
     async def decide(self, request: DecisionInput) -> dict[str, Any]:
         """The answer to ``request``, raised :class:`BadRequest` included."""
-        joining = self._joining
+        budget = self.decider.budget_for(request.channel)
+        joining = self._joining.get(budget)
         if joining is not None and len(joining) < self.max_batch - 1:
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             joining.append((request, future))
             return await future
         own: list[tuple[DecisionInput, asyncio.Future[dict[str, Any]]]] = []
-        self._joining = own
+        self._joining[budget] = own
         try:
             try:
                 await asyncio.sleep(0)  # requests already under way this turn join
             finally:
-                if self._joining is own:
-                    self._joining = None
-            results = await self.decider.decide_many(
-                [request, *(r for r, _ in own)], self.decider.policy.budget_s
-            )
+                if self._joining.get(budget) is own:
+                    del self._joining[budget]
+            results = await self.decider.decide_many([request, *(r for r, _ in own)], budget)
         except BaseException as exc:
             failure = exc if isinstance(exc, Exception) else RuntimeError("decision cancelled")
             for _, future in own:

@@ -67,9 +67,14 @@ class Decider:
             )
         return placement
 
+    def budget_for(self, channel: str) -> float:
+        """The store's time for one decision on ``channel``: its configured budget, else
+        the service's (``NBA_DECISION_BUDGET_MS``)."""
+        return self.live.snapshot.catalogue.budget_s(channel, self.policy.budget_s)
+
     async def decide(self, request: DecisionInput, log: bool = True) -> dict[str, Any]:
         """``log=False`` is a preview (the customer view): not logged, reserves no cap."""
-        result = (await self.decide_many([request], self.policy.budget_s, log))[0]
+        result = (await self.decide_many([request], self.budget_for(request.channel), log))[0]
         if isinstance(result, BadRequest):
             raise result
         return result

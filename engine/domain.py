@@ -147,7 +147,10 @@ class Arbitration(BaseModel):
 
 class ChannelConfig(BaseModel):
     """Placements a channel declares beyond those its actions name, its default, its caps,
-    its arbitration (per placement where it differs) and its hold-out share."""
+    its arbitration (per placement where it differs), its hold-out share and how long its
+    callers wait for the customer's features before the fallback answers (a page render
+    waits milliseconds; an agent with the customer on the line can wait a tenth of a
+    second, and a default suggestion costs more there than the wait)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     placements: list[str] = Field(default_factory=list)
@@ -156,6 +159,7 @@ class ChannelConfig(BaseModel):
     arbitration: Arbitration = Field(default_factory=Arbitration)
     placement_arbitration: dict[str, Arbitration] = Field(default_factory=dict)
     control_share: float | None = Field(default=None, ge=0, le=1)
+    budget_ms: float | None = Field(default=None, gt=0, le=10_000)  # None: the service's
 
 
 class ControlGroup(BaseModel):

@@ -101,6 +101,13 @@ class Catalogue:
             return config.control_share
         return self.settings.control.share if self.settings.control else default
 
+    def budget_s(self, channel: str, default: float) -> float:
+        """How long a decision on ``channel`` waits for the store, in seconds."""
+        config = self.settings.channels.get(channel)
+        if config is not None and config.budget_ms is not None:
+            return config.budget_ms / 1000
+        return default
+
 
 def build_catalogue(
     actions: Iterable[Action],

@@ -62,11 +62,7 @@ def _documents(path: Path, problems: list[Problem]) -> Iterable[tuple[Any, int, 
                 if node is None:
                     continue
                 data = loader.construct_document(node)
-                key_lines: dict[str, int] = {}
-                if isinstance(node, yaml.MappingNode):
-                    for key_node, _ in node.value:
-                        key_lines[str(key_node.value)] = key_node.start_mark.line + 1
-                yield data, node.start_mark.line + 1, key_lines
+                yield data, node.start_mark.line + 1, dict(_key_lines(node))
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
@@ -75,6 +71,21 @@ def _documents(path: Path, problems: list[Problem]) -> Iterable[tuple[Any, int, 
         problems.append(Problem(str(path), line, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(str(path), 0, f"cannot read: {exc}"))
+
+
+def _key_lines(node: yaml.Node, path: str = "") -> Iterable[tuple[str, int]]:
+    """The line of every key, nested ones by their dotted path (``channels.web.caps.0``),
+    so that a problem deep in a document is reported where it is."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            key = f"{path}{key_node.value}"
+            yield key, key_node.start_mark.line + 1
+            yield from _key_lines(value, f"{key}.")
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            key = f"{path}{index}"
+            yield key, item.start_mark.line + 1
+            yield from _key_lines(item, f"{key}.")
 
 
 def parse_document(
@@ -99,7 +110,14 @@ def parse_document(
         for error in exc.errors():
             loc = error["loc"]
             field_name = ".".join(str(p) for p in loc) or "document"
-            at = key_lines.get(str(loc[0]), line) if loc else line
+            at = next(
+                (
+                    key_lines[key]
+                    for depth in range(len(loc), 0, -1)
+                    if (key := ".".join(str(p) for p in loc[:depth])) in key_lines
+                ),
+                line,
+            )
             problems.append(Problem(source, at, f"{field_name}: {error['msg']}"))
         return None
     assert isinstance(parsed, Action | GlobalRule | CatalogueSettings)

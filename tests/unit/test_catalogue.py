@@ -89,3 +89,35 @@ def test_parse_action_names_the_field() -> None:
         parse_action({"id": "x", "kind": "offer", "name": "n", "channels": [], "value": -1})
     fields = " ".join(p.message for p in caught.value.problems)
     assert "channels" in fields and "value" in fields
+
+
+def test_a_channel_may_set_its_own_budget_and_a_bad_one_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "a.yaml", GOOD)
+    settings = "channels:\n  web: {placements: [home_hero]}\n  call_centre:\n    budget_ms: 150\n"
+    write(tmp_path, "channels.yaml", settings)
+    catalogue = load_catalogue(tmp_path)
+    assert catalogue.budget_s("call_centre", 0.02) == pytest.approx(0.15)
+    assert catalogue.budget_s("web", 0.02) == 0.02  # the service's
+    assert catalogue.budget_s("fax", 0.02) == 0.02
+
+    write(tmp_path, "channels.yaml", settings.replace("150", "0"))
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(tmp_path)
+    [problem] = caught.value.problems
+    assert (Path(problem.source).name, problem.line) == ("channels.yaml", 4)
+    assert "budget_ms" in problem.message
+
+
+def test_a_problem_inside_a_list_is_reported_at_its_item(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "channels.yaml",
+        "channels:\n  email:\n    caps:\n      - {name: ok, count: 2, days: 7}\n"
+        "      - {name: bad, count: -1, days: 7}\n",
+    )
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(tmp_path)
+    [problem] = caught.value.problems
+    assert problem.line == 5 and "channels.email.caps.1.count" in problem.message
