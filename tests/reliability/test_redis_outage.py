@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.config import DEMO_CATALOGUE
 from engine.embedded import free_port
+from rules.catalogue import load_catalogue
 from tests.conftest import Running, auth
 from tests.reliability._support import (
     api_env,
@@ -29,14 +31,20 @@ from tests.reliability._support import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ADMIN = auth("test-admin-key-0001")
-BUDGET_MS = 20.0
+BUDGET_MS = 20.0  # NBA_DECISION_BUDGET_MS; the demo's channels may set their own
+CHANNEL_BUDGET_MS = {
+    channel: load_catalogue(DEMO_CATALOGUE).budget_s(channel, BUDGET_MS / 1000) * 1000
+    for channel in ("web", "call_centre", "shop", "email")
+}
+LONGEST_BUDGET_S = max(CHANNEL_BUDGET_MS.values()) / 1000
 TOOK_SLACK_MS = 5.0  # the budget bounds the feature read; building the answer comes on top
-CLIENT_LIMIT_S = 0.200
+CLIENT_SLACK_S = 0.180  # at the client: the channel's budget plus this
 
 
 @dataclass(frozen=True)
 class Sample:
     sent: float
+    channel: str
     latency: float
     status: int
     fallback: bool | None
@@ -85,6 +93,7 @@ class Load:
                 data = reply.json() if reply.status_code == 200 else {}
                 sample = Sample(
                     sent,
+                    body["channel"],
                     latency,
                     reply.status_code,
                     data.get("fallback"),
@@ -144,8 +153,9 @@ def describe(samples: list[Sample]) -> str:
 
 
 def budget_problems(samples: list[Sample]) -> list[str]:
-    """Every answer a 200. Server-side took_ms within the budget (+ slack) for 99% and
-    under 1 s for all; at the client under 200 ms for all but 0.2% (at least 2) and under
+    """Every answer a 200. Server-side took_ms within its channel's budget (+ slack) for
+    99% and under 1 s for all; at the client within the budget + 180 ms for all but 0.2%
+    (at least 2) and under
     1 s for all. The tolerances absorb this shared 2-vCPU machine: a process that is not
     scheduled, or collects garbage, for tens of ms overruns any budget, because
     asyncio.wait_for cannot preempt a stalled event loop (see the report). A real fault
@@ -153,11 +163,17 @@ def budget_problems(samples: list[Sample]) -> list[str]:
     problems = [f"status {s.status}" for s in samples if s.status != 200]
     problems += [f"client {s.latency:.2f} s" for s in samples if s.latency >= 1.0]
     problems += [f"took_ms {s.took_ms}" for s in samples if (s.took_ms or 0) >= 1000]
-    slow = [round(s.latency * 1000) for s in samples if s.latency >= CLIENT_LIMIT_S]
+    slow = [
+        round(s.latency * 1000)
+        for s in samples
+        if s.latency >= CHANNEL_BUDGET_MS[s.channel] / 1000 + CLIENT_SLACK_S
+    ]
     if len(slow) > max(2, len(samples) // 500):
-        problems.append(f"{len(slow)} of {len(samples)} over 200 ms at the client: {slow[:10]}")
+        problems.append(f"{len(slow)} of {len(samples)} slow at the client: {slow[:10]}")
     over = [
-        s.took_ms for s in samples if s.took_ms is None or s.took_ms > BUDGET_MS + TOOK_SLACK_MS
+        s.took_ms
+        for s in samples
+        if s.took_ms is None or s.took_ms > CHANNEL_BUDGET_MS[s.channel] + TOOK_SLACK_MS
     ]
     if len(over) > max(2, len(samples) // 100):  # scheduler stalls on a shared 2-vCPU box
         problems.append(f"{len(over)} of {len(samples)} over the budget: {over[:10]}")
@@ -253,7 +269,7 @@ def test_a_hung_redis_costs_each_decision_at_most_its_budget(outage: Outage) -> 
     assert not load.errors, load.errors[:5]
     # A read already answered before the stop, or answered right after the SIGCONT, is a
     # fair fallback:false: only the middle of the freeze must fall back.
-    hung = load.since(frozen + 0.1, thawing - BUDGET_MS / 1000 * 2)
+    hung = load.since(frozen + 0.1, thawing - LONGEST_BUDGET_S * 2)
     assert len(hung) > 20, describe(hung)
     assert all(s.status == 200 and s.fallback is True for s in hung), describe(hung)
     problems = budget_problems(hung)
