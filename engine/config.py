@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.affinity import available_cpus, format_cpus, parse_cpus
+
 SCOPES = frozenset({"decide", "respond", "ingest", "read", "admin"})
 DEMO_CATALOGUE = Path(__file__).resolve().parent.parent / "nba" / "demo" / "catalogue"
 
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     control_share: float = Field(default=0.05, ge=0, le=1)
     learn_negative_share: float = Field(default=1.0, gt=0, le=1)
     background_nice: int = Field(default=10, ge=0, le=19)
+    api_cpus: str | None = None  # engine.affinity: the API's and the embedded Redis's CPUs
+    background_cpus: str | None = None  # the stream worker's and the embedded broker's
 
     @field_validator("redis_url")
     @classmethod
@@ -83,6 +87,20 @@ class Settings(BaseSettings):
             if not isinstance(scopes, list) or not set(scopes) <= SCOPES:
                 raise ValueError(f"scopes must be a list drawn from {sorted(SCOPES)}")
         return parsed
+
+    @field_validator("api_cpus", "background_cpus")
+    @classmethod
+    def _cpus(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        cpus = parse_cpus(value)
+        missing = cpus - available_cpus()
+        if missing:
+            raise ValueError(
+                f"CPUs {format_cpus(missing)} are not available here "
+                f"(this process may use {format_cpus(available_cpus())})"
+            )
+        return format_cpus(cpus)
 
     @field_validator("catalogue")
     @classmethod

@@ -24,6 +24,10 @@ def _settings() -> Settings:
 
 
 def _stack(settings: Settings) -> Any:
+    """The embedded servers where none is configured: Redis with the API's priority and
+    CPUs (a decision waits on it) but its own background work on the background's, and
+    the broker with the background's."""
+    from engine.affinity import cpus_of
     from engine.embedded import EmbeddedStack
     from nba.wiring import topic_names
 
@@ -33,15 +37,19 @@ def _stack(settings: Settings) -> Any:
         kafka_brokers=settings.kafka_brokers,
         topics=topic_names(settings),
         broker_nice=settings.background_nice,
+        redis_cpus=cpus_of(settings.api_cpus),
+        background_cpus=cpus_of(settings.background_cpus),
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine.affinity import cpus_of, pin_process
     from nba.wiring import build_app
 
     settings = _settings()
+    pin_process(cpus_of(settings.api_cpus))  # its worker processes inherit it
     options: dict[str, Any] = {
         "host": args.host or settings.host,
         "port": args.port or settings.port,
@@ -82,9 +90,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     with _stack(settings) as endpoints:
+        from engine.affinity import cpus_of, pin_process
         from engine.priority import lower_priority
 
         lower_priority(settings.background_nice)  # after the stack: Redis keeps ours
+        pin_process(cpus_of(settings.background_cpus))
         app = create_worker_app(
             settings,
             endpoints.kafka_brokers,

@@ -93,6 +93,7 @@ def run_locust(
     work: Path,
     cpu: CpuWatch,
     children: list[subprocess.Popen[bytes]],
+    cpus: frozenset[int] | None = None,
 ) -> LocustRun:
     from nba.processes import child_env, spawn, stop
 
@@ -114,7 +115,7 @@ def run_locust(
     command = _locust_command(
         locustfile, base_url, sum(users.values()), warmup, duration, prefix, processes
     )
-    process = spawn(command, env, log)
+    process = spawn(command, env, log, cpus)  # the background's CPUs, not the API's
     children.append(process)
     cpu.roots["locust"] = process.pid
     before = after = None

@@ -262,3 +262,9 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  cpu        {parts}; machine busy "
             f"{report['cpu']['machine_busy_percent_of_all_cores']}% of all cores"
         )
+    pinned = report.get("cpus")
+    if pinned and any(pinned.values()):
+        print(
+            f"  pinned     the API and Redis on CPUs {pinned['api'] or 'any'}; the worker, "
+            f"the broker and Locust on {pinned['background'] or 'any'}"
+        )

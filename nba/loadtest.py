@@ -55,6 +55,7 @@ from types import FrameType
 import httpx
 import orjson
 
+from engine.affinity import cpus_of
 from engine.config import Settings
 from nba.load_chart import history_series, plot, timeline_series
 from nba.load_locust import run_locust
@@ -276,6 +277,7 @@ def run_loadtest(
                 work,
                 cpu,
                 children,
+                cpus_of(settings.background_cpus) if settings is not None else None,
             )
             if not run.stats:
                 print(run.log_tail, file=sys.stderr)
@@ -296,6 +298,8 @@ def run_loadtest(
                     **worker_backlog(served.brokers, served.group, served.topics),
                     "background_nice": served.background_nice,
                 }
+                assert settings is not None  # it started the stack
+                report["cpus"] = {"api": settings.api_cpus, "background": settings.background_cpus}
         report["started_at"] = stamp
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path = out_dir / f"{stamp}-loadtest.json"

@@ -8,19 +8,32 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from engine.affinity import pin_process
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel sends SIGTERM when the parent dies."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    """Runs in the child before exec: the kernel sends SIGTERM when the parent dies, and
+    the child keeps to ``cpus`` (None: anywhere; see :mod:`engine.affinity`)."""
+
+    def setup() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        pin_process(cpus)
+
+    return setup
 
 
-def spawn(args: Sequence[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    cpus: frozenset[int] | None = None,
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -29,7 +42,7 @@ def spawn(args: Sequence[str], env: Mapping[str, str], log_path: Path) -> subpro
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(cpus),
         )
 
 

@@ -1,5 +1,6 @@
 """Background processes give way to the API (engine.priority): the stream worker's and
-the embedded broker's nice values, and the broker's session group, against Redis's."""
+the embedded broker's nice values, and the broker's session group, against Redis's; and
+each keeps to its CPUs where they are set (engine.affinity)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 
 from engine.embedded import EmbeddedStack
 from engine.priority import AUTOGROUP
@@ -65,3 +67,34 @@ def test_the_embedded_broker_runs_below_redis(tmp_path: Path) -> None:
             group = Path(f"/proc/{broker.pid}/autogroup").read_text().strip()
             assert group.endswith("nice 6")
             assert Path(f"/proc/{redis.pid}/autogroup").read_text().strip().endswith("nice 0")
+
+
+def _cpus_of_every_thread(pid: int) -> set[frozenset[int]]:
+    return {frozenset(os.sched_getaffinity(int(task))) for task in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_the_embedded_redis_and_broker_keep_to_their_cpus(tmp_path: Path) -> None:
+    """engine.affinity: Redis's server thread on the API's CPUs, its background threads
+    (fsync, lazy freeing, the AOF rewrite) and the broker on the background's."""
+    mine = sorted(os.sched_getaffinity(0))
+    first, last = frozenset(mine[:1]), frozenset(mine[-1:])
+    stack = EmbeddedStack(tmp_path, redis_cpus=first, background_cpus=last)
+    with stack as endpoints:
+        redis, broker = stack.started_processes
+        threads = {
+            Path(f"/proc/{redis.pid}/task/{task}/comm").read_text().strip(): frozenset(
+                os.sched_getaffinity(int(task))
+            )
+            for task in os.listdir(f"/proc/{redis.pid}/task")
+        }
+        assert threads["redis-server"] == first
+        assert threads["bio_aof_fsync"] == last
+        client = redis_client.Redis.from_url(endpoints.redis_url)
+        try:
+            assert client.config_get("aof_rewrite_cpulist") == {
+                "aof_rewrite_cpulist": str(mine[-1])
+            }
+        finally:
+            client.close()
+        assert _cpus_of_every_thread(broker.pid) == {last}
+    assert os.sched_getaffinity(0) == set(mine)  # ours untouched

@@ -191,16 +191,25 @@ def test_a_worker_of_another_prefix_dying_does_not_stall_this_one(
     assert worst < 1.5, f"the session worker stalled {worst:.1f} s"
 
 
-def test_the_worker_runs_below_the_api_by_its_configured_nice(
+def test_the_worker_runs_below_the_api_by_its_configured_nice_on_its_cpus(
     running: Running, tmp_path: Path
 ) -> None:
-    """NBA_BACKGROUND_NICE: throughput work gives way to decisions (engine.priority)."""
+    """NBA_BACKGROUND_NICE and NBA_BACKGROUND_CPUS: throughput work gives way to
+    decisions (engine.priority), on the CPUs it is given (engine.affinity)."""
     world_topics(running.endpoints.kafka_brokers, PREFIX)
-    env = {**worker_env(running, tmp_path / "data", PREFIX), "NBA_BACKGROUND_NICE": "4"}
+    last = max(os.sched_getaffinity(0))
+    env = {
+        **worker_env(running, tmp_path / "data", PREFIX),
+        "NBA_BACKGROUND_NICE": "4",
+        "NBA_BACKGROUND_CPUS": str(last),
+    }
     log = tmp_path / "worker.log"
     process = nba(["worker"], env, log)
     try:
         wait_consuming(running, log, process)
         assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(19, os.nice(0) + 4)
+        threads = os.listdir(f"/proc/{process.pid}/task")  # its consumer's thread included
+        assert len(threads) > 1
+        assert {frozenset(os.sched_getaffinity(int(t))) for t in threads} == {frozenset([last])}
     finally:
         stop(process)
