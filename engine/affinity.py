@@ -27,6 +27,7 @@ from pathlib import Path
 __all__ = ["available_cpus", "cpus_of", "format_cpus", "parse_cpus", "pin_process"]
 
 TASKS = Path("/proc/self/task")
+ONLINE = Path("/sys/devices/system/cpu/online")
 MAX_CPU = 4095
 
 
@@ -59,8 +60,12 @@ def format_cpus(cpus: Iterable[int]) -> str:
 
 
 def available_cpus() -> frozenset[int]:
-    """The CPUs this process may run on (its own affinity, a container's limit included)."""
-    return frozenset(os.sched_getaffinity(0))
+    """The CPUs of this machine, as the kernel lists them online. Not this process's own
+    affinity: an API process pinned to its CPUs still reads, and checks, the background's."""
+    try:
+        return parse_cpus(ONLINE.read_text().strip())
+    except (OSError, ValueError):
+        return frozenset(range(os.cpu_count() or 1))
 
 
 def cpus_of(text: str | None) -> frozenset[int] | None:
@@ -79,3 +84,5 @@ def pin_process(cpus: frozenset[int] | None) -> None:
             os.sched_setaffinity(thread, cpus)
         except ProcessLookupError:  # a thread that ended meanwhile
             continue
+        except OSError as exc:  # a container's cpuset without them, say
+            raise ValueError(f"cannot keep to CPUs {format_cpus(cpus)}: {exc.strerror}") from None

@@ -97,8 +97,8 @@ class Settings(BaseSettings):
         missing = cpus - available_cpus()
         if missing:
             raise ValueError(
-                f"CPUs {format_cpus(missing)} are not available here "
-                f"(this process may use {format_cpus(available_cpus())})"
+                f"CPUs {format_cpus(missing)} are not on this machine "
+                f"(it has {format_cpus(available_cpus())})"
             )
         return format_cpus(cpus)
 

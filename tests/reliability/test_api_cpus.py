@@ -1,5 +1,6 @@
 """NBA_API_CPUS: ``nba serve`` and every API process it starts keep to the CPUs they
-are given (engine.affinity), every thread of them."""
+are given (engine.affinity), every thread of them; each of them still accepts the
+background's CPUs, which it may not run on itself."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_every_api_process_keeps_to_its_cpus(running: Running, tmp_path: Path) -> None:
-    first = min(os.sched_getaffinity(0))
-    env = api_env(running, tmp_path / "data", NBA_API_CPUS=str(first))
+    first, last = min(os.sched_getaffinity(0)), max(os.sched_getaffinity(0))
+    env = api_env(  # each API process reads both, pinned to the first already
+        running, tmp_path / "data", NBA_API_CPUS=str(first), NBA_BACKGROUND_CPUS=str(last)
+    )
     log = tmp_path / "serve.log"
     process = nba(["serve", "--workers", "2"], env, log)
     try:

@@ -50,7 +50,9 @@ def test_the_settings_refuse_cpus_this_machine_lacks_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NBA_BACKGROUND_CPUS", str(MAX_CPU))
-    with pytest.raises(ConfigError, match=rf"NBA_BACKGROUND_CPUS: CPUs {MAX_CPU} are not"):
+    with pytest.raises(
+        ConfigError, match=rf"NBA_BACKGROUND_CPUS: CPUs {MAX_CPU} are not on this machine"
+    ):
         load_settings()
     monkeypatch.setenv("NBA_BACKGROUND_CPUS", "0")
     monkeypatch.setenv("NBA_API_CPUS", "0-")
