@@ -16,6 +16,11 @@ to ``T0008…``). Redis's own background work (its AOF rewrite's fork above all)
 the background's CPUs through Redis's ``*_cpulist`` settings: pinned beside the API, a
 rewrite held it for 2.5 s, p99 46 ms and 348 fallbacks in that run. Where each service
 has a machine or a cgroup of its own this changes nothing.
+
+The price: the API gets only its CPUs, however busy the rest. Beyond what they can
+serve it serves less: at 2,000/s with every caller (``--workers 2``), two pairs,
+1,500 and 1,594 web decisions/s pinned against 2,023 and 1,880 unset, while the worker
+kept up instead of falling 45,000 events behind. Pin for latency below that capacity.
 """
 
 from __future__ import annotations
