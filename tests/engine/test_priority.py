@@ -98,3 +98,19 @@ def test_the_embedded_redis_and_broker_keep_to_their_cpus(tmp_path: Path) -> Non
             client.close()
         assert _cpus_of_every_thread(broker.pid) == {last}
     assert os.sched_getaffinity(0) == set(mine)  # ours untouched
+
+
+def test_a_spawned_command_keeps_to_its_cpus(tmp_path: Path) -> None:
+    """nba.processes.spawn (the load test's Locust): the child runs on the CPUs given."""
+    from nba.processes import child_env, spawn
+
+    last = max(os.sched_getaffinity(0))
+    log = tmp_path / "child.log"
+    child = spawn(
+        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+        child_env(),
+        log,
+        frozenset([last]),
+    )
+    assert child.wait(30) == 0
+    assert log.read_text().strip() == f"[{last}]"
