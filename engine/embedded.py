@@ -398,7 +398,7 @@ class _Spawner:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_child_setup(os.getpid(), nice, cpus),
+                preexec_fn=child_setup(os.getpid(), nice, cpus),
                 start_new_session=True,
             )
 
@@ -438,12 +438,12 @@ class _Spawner:
 _SPAWNER = _Spawner()
 
 
-def _child_setup(
-    parent_pid: int, nice: int, cpus: frozenset[int] | None
+def child_setup(
+    parent_pid: int, nice: int = 0, cpus: frozenset[int] | None = None
 ) -> Callable[[], None] | None:
     """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies,
     lowering its priority by ``nice`` (see :mod:`engine.priority`) and keeping it on
-    ``cpus`` (see :mod:`engine.affinity`)."""
+    ``cpus`` (see :mod:`engine.affinity`); every child the project starts uses it."""
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl

@@ -115,7 +115,6 @@ class Served:
     brokers: str
     group: str
     topics: dict[str, str]
-    background_nice: int
 
 
 @contextlib.contextmanager
@@ -194,7 +193,6 @@ def _serving(
             endpoints.kafka_brokers,
             worker_group(settings.topic_prefix),
             {name: settings.topic(name) for name in WORKER_TOPICS},
-            settings.background_nice,
         )
 
 
@@ -293,12 +291,11 @@ def run_loadtest(
                 base_url,
                 url is None,
             )
-            if served is not None:
+            if served is not None and settings is not None:  # it started the stack
                 report["stream_worker"] = {
                     **worker_backlog(served.brokers, served.group, served.topics),
-                    "background_nice": served.background_nice,
+                    "background_nice": settings.background_nice,
                 }
-                assert settings is not None  # it started the stack
                 report["cpus"] = {"api": settings.api_cpus, "background": settings.background_cpus}
         report["started_at"] = stamp
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.affinity import pin_process
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
-    """Runs in the child before exec: the kernel sends SIGTERM when the parent dies, and
-    the child keeps to ``cpus`` (None: anywhere; see :mod:`engine.affinity`)."""
-
-    def setup() -> None:
-        if sys.platform.startswith("linux"):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        pin_process(cpus)
-
-    return setup
+from engine.embedded import child_setup
 
 
 def spawn(
@@ -42,7 +27,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_child_setup(cpus),
+            preexec_fn=child_setup(os.getpid(), cpus=cpus),
         )
 
 

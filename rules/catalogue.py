@@ -103,10 +103,16 @@ class Catalogue:
 
     def budget_s(self, channel: str, default: float) -> float:
         """How long a decision on ``channel`` waits for the store, in seconds."""
-        config = self.settings.channels.get(channel)
-        if config is not None and config.budget_ms is not None:
-            return config.budget_ms / 1000
-        return default
+        return self._budgets.get(channel, default)
+
+    @cached_property
+    def _budgets(self) -> dict[str, float]:
+        """The channels that set their own budget, in seconds (each request asks)."""
+        return {
+            channel: config.budget_ms / 1000
+            for channel, config in self.settings.channels.items()
+            if config.budget_ms is not None
+        }
 
 
 def build_catalogue(
