@@ -130,8 +130,9 @@ def server_report(before: dict[str, Any], after: dict[str, Any], seconds: float)
         control += delta if key[1] == "control" else 0.0
     total = sum(decisions.values())
     return {
-        "note": "from nba_decision_seconds (single decisions; bucket bounds 0.25, 0.5, 0.75, "
-        "1, 1.5, 2, 3, 5, 7.5, 10 ms…, linear inside a bucket) over the measured window",
+        "note": "from nba_decision_seconds (single decisions; bucket bounds every 0.05 ms "
+        "up to 1 ms, then 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 7.5, 10 ms…, linear inside a "
+        "bucket) over the measured window",
         "decision_latency": {"all": _latency(sorted(merged.items())), **by_channel},
         "batch_latency": _latency(_diff(after["batch"], before["batch"])),
         "decisions": {k: int(v) for k, v in sorted(decisions.items())},
