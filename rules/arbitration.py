@@ -85,7 +85,7 @@ class CompiledArbitration:
             codes = self.codes[k][idx]
             reps = self.representatives[k]
             results = np.zeros(len(reps), dtype=bool)
-            for code in np.unique(codes):
+            for code in set(codes.tolist()):  # a handful: cheaper than np.unique
                 results[code] = expression.test(customer, context, reps[code], now)
             weight[results[codes]] *= factor
         p = (

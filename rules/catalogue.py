@@ -31,6 +31,7 @@ from rules.screening import Check, Screener
 
 EMPTY: Mapping[str, object] = {}
 NO_ACTIONS = np.zeros(0, dtype=np.intp)
+NO_ACTIONS.flags.writeable = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,7 @@ def build_catalogue(
         actions=tuple(compiled),
         rules=tuple(rules),
         settings=settings,
-        index={key: np.asarray(value, dtype=np.intp) for key, value in by_place.items()},
+        index={key: _frozen(value) for key, value in by_place.items()},
         screener=Screener(
             [c.checks for c in compiled],
             [c.view for c in compiled],
@@ -276,3 +277,11 @@ def parse_action(payload: Any, source: str = "request") -> Action:
         raise CatalogueError(problems or [Problem(source, 1, "not an action")])
     build_catalogue([parsed])  # compiles its eligibility, or raises with the problem
     return parsed
+
+
+def _frozen(indices: list[int]) -> np.ndarray:
+    """A placement's candidates, read-only: the screener keeps per-array plans by
+    identity (:meth:`rules.screening.Screener.screen`)."""
+    array = np.asarray(indices, dtype=np.intp)
+    array.flags.writeable = False
+    return array

@@ -20,6 +20,15 @@ import numpy as np
 from rules.expressions import Expression
 
 EMPTY: Mapping[str, object] = {}
+PLANS = 256  # candidate arrays remembered (a catalogue's placements, a few fallbacks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    idx: np.ndarray  # held, so that its id is not reused while the plan is kept
+    block: np.ndarray  # (candidates, columns): which columns each candidate needs
+    columns: tuple[int, ...]  # the columns any of them needs
+    windowed: bool  # some candidate has a validity window
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class Screener:
             self.requires[row, cols] = True
         self.valid_from = np.array([-np.inf if t is None else t for t in valid_from], dtype=float)
         self.valid_to = np.array([np.inf if t is None else t for t in valid_to], dtype=float)
+        self._plans: dict[int, _Plan] = {}
 
     def screen(
         self,
@@ -93,17 +103,40 @@ class Screener:
         now: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A keep-mask over ``idx``, and each column's result (for explanations)."""
-        keep = (self.valid_from[idx] <= now) & (now <= self.valid_to[idx])
+        plan = self._plan(idx)
+        if plan.windowed:
+            keep = (self.valid_from[idx] <= now) & (now <= self.valid_to[idx])
+        else:
+            keep = np.ones(len(idx), dtype=bool)
         passed = np.ones(len(self.columns), dtype=bool)
-        if not self.columns or not len(idx):
-            return keep, passed
-        block = self.requires[idx]
-        for col in np.flatnonzero(block.any(axis=0)):
+        failed = False
+        for col in plan.columns:
             expression, view = self.columns[col]
-            passed[col] = expression.test(customer, context, view, now)
-        if not passed.all():
-            keep &= ~block[:, ~passed].any(axis=1)
+            if not expression.test(customer, context, view, now):
+                passed[col] = False
+                failed = True
+        if failed:
+            keep &= ~plan.block[:, ~passed].any(axis=1)
         return keep, passed
+
+    def _plan(self, idx: np.ndarray) -> _Plan:
+        """What screening ``idx`` needs, worked out once per candidate array: a
+        placement's candidates are the same array at every decision."""
+        plan = self._plans.get(id(idx))
+        if plan is None or plan.idx is not idx:
+            if len(self._plans) >= PLANS:
+                self._plans.clear()
+            block = self.requires[idx]
+            plan = _Plan(
+                idx,
+                block,
+                tuple(int(c) for c in np.flatnonzero(block.any(axis=0))),
+                bool(
+                    np.isfinite(self.valid_from[idx]).any() or np.isfinite(self.valid_to[idx]).any()
+                ),
+            )
+            self._plans[id(idx)] = plan
+        return plan
 
     def reason(self, action: int, now: float, passed: np.ndarray) -> str | None:
         """The first rule that excludes ``action``, in the order they are declared."""
