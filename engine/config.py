@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     background_nice: int = Field(default=10, ge=0, le=19)
     api_cpus: str | None = None  # engine.affinity: the API's and the embedded Redis's CPUs
     background_cpus: str | None = None  # the stream worker's and the embedded broker's
+    adaptive: bool = True  # the adaptive layer over the registered model (nba.adaptive)
 
     @field_validator("redis_url")
     @classmethod

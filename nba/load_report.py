@@ -262,6 +262,8 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  cpu        {parts}; machine busy "
             f"{report['cpu']['machine_busy_percent_of_all_cores']}% of all cores"
         )
+    if report.get("adaptive") is False:
+        print("  scoring    the registered model alone (NBA_ADAPTIVE off)")
     pinned = report.get("cpus")
     if pinned and any(pinned.values()):
         print(

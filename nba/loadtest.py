@@ -297,6 +297,7 @@ def run_loadtest(
                     "background_nice": settings.background_nice,
                 }
                 report["cpus"] = {"api": settings.api_cpus, "background": settings.background_cpus}
+                report["adaptive"] = settings.adaptive
         report["started_at"] = stamp
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path = out_dir / f"{stamp}-loadtest.json"

@@ -144,7 +144,8 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
         background=[
             lambda: watch_models(registry, live),
             manager.watch,
-            lambda: follow(adaptive, live),
+            # off: the registered model alone ranks, and decisions log no learner entries
+            *([lambda: follow(adaptive, live)] if settings.adaptive else []),
         ],
         on_close=[
             sink.close,
