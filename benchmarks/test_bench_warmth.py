@@ -41,14 +41,15 @@ pytestmark = pytest.mark.benchmark
 DECISIONS = 2000
 
 
-async def _world_decisions() -> tuple[Decider, list[DecisionInput]]:
+async def _world_decisions(adaptive: bool = True) -> tuple[Decider, list[DecisionInput]]:
     world = DemoWorld(3000)
     catalogue = load_catalogue(DEMO_CATALOGUE)
     store = MemoryFeatureStore()
     await seed_directly(world, store, progress=False)
     registry = ModelRegistry(Path(tempfile.mkdtemp()))
     train_demo_model(world, catalogue, registry, rows=8000)
-    live = LiveState(catalogue, load_current(registry), blend=blend_with(AdaptiveModel()))
+    blend = blend_with(AdaptiveModel()) if adaptive else None  # off: NBA_ADAPTIVE=off
+    live = LiveState(catalogue, load_current(registry), blend=blend)
     decider = Decider(store, live, DiscardSink(), DecisionPolicy(control_share=0.05))  # type: ignore[arg-type]
     requests: list[DecisionInput] = []
     while len(requests) < DECISIONS:
@@ -84,6 +85,32 @@ def test_decisions_warm_and_cold_alone_and_in_batches() -> None:
 
     for name, samples in asyncio.run(run()).items():
         print(record(name, samples))
+
+
+def test_decisions_with_the_model_alone() -> None:
+    """The same decisions alone, warm, with and without the adaptive layer, alternated
+    in rounds of 200 so that both see the same machine."""
+
+    async def run() -> dict[str, list[float]]:
+        pairs = [await _world_decisions(adaptive) for adaptive in (True, False)]
+        out: dict[str, list[float]] = {"on": [], "off": []}
+        for decider, requests in pairs:
+            for request in requests[:300]:
+                await decider.decide(request)
+        for at in range(0, DECISIONS, 200):
+            for (decider, requests), name in zip(pairs, ("on", "off"), strict=True):
+                for request in requests[at : at + 200]:
+                    started = time.perf_counter()
+                    await decider.decide_many([request])
+                    await records_built()
+                    out[name].append(time.perf_counter() - started)
+        return out
+
+    samples = asyncio.run(run())
+    on = record("demo_web_decision_warm_batch1_adaptive_on", samples["on"])
+    off = record("demo_web_decision_warm_batch1_model_alone", samples["off"])
+    off["ratio_to_adaptive_on_p50"] = off["p50_us"] / on["p50_us"]
+    print(on, off)
 
 
 def test_adaptive_update_per_observation() -> None:
