@@ -133,10 +133,9 @@ def create_app(services: Services) -> FastAPI:
                 body.explain,
             )
         )
-        metrics.decision_seconds.labels(body.channel).observe(time.perf_counter() - started)
-        metrics.decisions.labels(
-            body.channel, result["group"], str(result["fallback"]).lower()
-        ).inc()
+        metrics.decided(
+            body.channel, result["group"], result["fallback"], time.perf_counter() - started
+        )
         return result
 
     app.add_middleware(BodyLimit)  # before any parsing (the fast path keeps it itself)

@@ -7,6 +7,7 @@ samples to that folder and ``/metrics``, whichever process answers, reports them
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -35,6 +36,7 @@ LATENCY_BUCKETS = (
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._series: dict[tuple[str, str, bool], tuple[Any, Any]] = {}
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.decision_seconds = Histogram(
             "nba_decision_seconds",
@@ -74,6 +76,18 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+
+    def decided(self, channel: str, group: str, fallback: bool, seconds: float) -> None:
+        """One decision's time and count. The labelled series are looked up once each:
+        ``labels()`` costs more than the observation itself."""
+        found = self._series.get((channel, group, fallback))
+        if found is None:
+            found = self._series[(channel, group, fallback)] = (
+                self.decision_seconds.labels(channel),
+                self.decisions.labels(channel, group, str(fallback).lower()),
+            )
+        found[0].observe(seconds)
+        found[1].inc()
 
     def streams(self, workers: dict[str, dict[str, float]]) -> bytes:
         """The stream workers' figures (published to the store) in Prometheus text."""

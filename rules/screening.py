@@ -29,6 +29,7 @@ class _Plan:
     block: np.ndarray  # (candidates, columns): which columns each candidate needs
     columns: tuple[int, ...]  # the columns any of them needs
     windowed: bool  # some candidate has a validity window
+    everyone: np.ndarray  # all True, one per candidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class Screener:
         self.valid_from = np.array([-np.inf if t is None else t for t in valid_from], dtype=float)
         self.valid_to = np.array([np.inf if t is None else t for t in valid_to], dtype=float)
         self._plans: dict[int, _Plan] = {}
+        self._all_passed = np.ones(len(self.columns), dtype=bool)  # copied: cheaper than np.ones
 
     def screen(
         self,
@@ -107,8 +109,8 @@ class Screener:
         if plan.windowed:
             keep = (self.valid_from[idx] <= now) & (now <= self.valid_to[idx])
         else:
-            keep = np.ones(len(idx), dtype=bool)
-        passed = np.ones(len(self.columns), dtype=bool)
+            keep = plan.everyone.copy()
+        passed = self._all_passed.copy()
         failed = False
         for col in plan.columns:
             expression, view = self.columns[col]
@@ -134,6 +136,7 @@ class Screener:
                 bool(
                     np.isfinite(self.valid_from[idx]).any() or np.isfinite(self.valid_to[idx]).any()
                 ),
+                np.ones(len(idx), dtype=bool),
             )
             self._plans[id(idx)] = plan
         return plan
