@@ -95,6 +95,7 @@ CACHE_LIMIT = 1 << 17  # request entries remembered per process; cleared when fu
 NULL = 1 << 63  # any token with this bit lands in the null half
 _NULL = np.uint64(NULL)
 _EMPTY = np.zeros(0, dtype=np.uint64)
+_MISSING: Any = object()  # a cache lookup that found nothing (None is a cached answer)
 
 
 def token(*parts: str) -> int:
@@ -237,15 +238,18 @@ class Hasher:
         values: list[int] = []
         for source, mapping in (("customer", customer), ("context", context)):
             for key, value in mapping.items():
-                if value.__class__ is bool:  # True == 1 as a key: keep them apart
-                    value = "true" if value else "false"  # (what _entry hashes anyway)
-                slot = (source, key, value)
-                try:
-                    entry = cache[slot]
-                except KeyError:
-                    entry = self._miss(source, key, value)
-                except TypeError:  # unhashable: a list or a dict
-                    continue
+                kind = value.__class__
+                if kind is float and not value.is_integer() and key[:1] != "_":
+                    entry = self._by_level(source, key, value)  # never kept by value
+                else:
+                    if kind is bool:  # True == 1 as a key: keep them apart
+                        value = "true" if value else "false"  # (what _entry hashes anyway)
+                    try:
+                        entry = cache.get((source, key, value), _MISSING)
+                    except TypeError:  # unhashable: a list or a dict
+                        continue
+                    if entry is _MISSING:
+                        entry = self._miss(source, key, value)
                 if entry is not None:
                     tokens.append(entry[0])
                     if entry[1]:
@@ -263,6 +267,17 @@ class Hasher:
             shared_values,
             np.array([1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL]),
         )
+
+    def _by_level(self, source: str, key: str, value: float) -> _Entry | None:
+        """A fractional number's entry, by its bucket (see :meth:`_miss`)."""
+        level = bucket(value)
+        if level is None:  # NaN, infinities
+            return None
+        slot = (source, key, level)
+        found = self._levels.get(slot)
+        if found is None:
+            found = self._levels[slot] = _numeric_entry(source, key, level)
+        return found
 
     def _miss(self, source: str, key: str, value: Any) -> _Entry | None:
         """A value not seen yet. Numbers that vary from decision to decision (minutes

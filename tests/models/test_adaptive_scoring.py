@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from models.adaptive import AdaptiveModel, Moments, NormalPool
 from models.blended import BlendedScorer
-from models.hashing import Hasher, logit
+from models.hashing import GLOBAL_BIAS, Hasher, _entry, logit
 
 
 class FixedBase:
@@ -111,3 +111,36 @@ def test_request_tokens_do_not_depend_on_what_the_cache_saw_before(
         assert seen.tokens.tolist() == fresh.tokens.tolist()
         assert seen.crossing.tolist() == fresh.crossing.tolist()
         assert seen.values.tolist() == fresh.values.tolist()
+
+
+VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20),
+    st.booleans(),
+    st.sampled_from(["gold", "silver"]),
+    st.lists(st.integers(), max_size=2),
+)
+KEYS = st.sampled_from(["age", "clv", "views_1h_shoes", "segment", "vip", "_ts", "page"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=7), st.dictionaries(KEYS, VALUES, max_size=4))
+def test_request_tokens_are_each_values_own_entry(
+    customer: dict[str, Any], context: dict[str, Any]
+) -> None:
+    """The request's tokens, item by item, as the module's docstring defines them:
+    what :func:`models.hashing._entry` makes of each value (a boolean as its word; a key
+    starting with ``_`` skipped), whatever shortcut the cache takes."""
+    expected: list[tuple[int, int, int]] = []
+    for source, mapping in (("customer", customer), ("context", context)):
+        for key, value in mapping.items():
+            if key.startswith("_"):
+                continue
+            word = ("true" if value else "false") if isinstance(value, bool) else value
+            entry = _entry(source, key, word)
+            if entry is not None:
+                expected.append(entry)
+    request = Hasher(bits=12).request(customer, context)
+    assert request.tokens.tolist() == [GLOBAL_BIAS, *(e[0] for e in expected)]
+    assert request.crossing.tolist() == [e[1] for e in expected if e[1]]
+    assert request.values.tolist() == [e[2] for e in expected if e[1]]
