@@ -66,11 +66,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackEndpoints]:
 @pytest.fixture(scope="session")
 def running(stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The worker and the API, as an operator would start them against external servers."""
-    import orjson
 
     data = tmp_path_factory.mktemp("nba")
     port = free_port()
-    env = {
+    env = api_env(stack, data, port)
+    worker = _spawn(["worker"], env, data / "worker.log")
+    server = _spawn(["serve"], env, data / "serve.log")
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(server, base_url, data / "serve.log")
+        yield Running(stack, base_url, env, data)
+    finally:
+        _stop(server)
+        _stop(worker)
+
+
+def api_env(stack: StackEndpoints, data: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of an API or worker started against the test servers."""
+    import orjson
+
+    return {
         **os.environ,
         "NBA_REDIS_URL": stack.redis_url,
         "NBA_KAFKA_BROKERS": stack.kafka_brokers,
@@ -79,27 +94,23 @@ def running(stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> 
         "NBA_API_KEYS": orjson.dumps(KEYS).decode(),
         "NBA_DATA_DIR": str(data),
         "NBA_MODEL_DIR": str(data / "models"),
+        **extra,
     }
-    worker = _spawn(["worker"], env, data / "worker.log")
-    server = _spawn(["serve"], env, data / "serve.log")
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError((data / "serve.log").read_text()[-3000:])
-            try:
-                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("API did not become ready")
-            time.sleep(0.2)
-        yield Running(stack, base_url, env, data)
-    finally:
-        _stop(server)
-        _stop(worker)
+
+
+def wait_until_ready(server: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(log.read_text()[-3000:])
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("API did not become ready")
+        time.sleep(0.2)
 
 
 def auth(key: str) -> dict[str, str]:

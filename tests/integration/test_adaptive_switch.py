@@ -2,50 +2,29 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from engine.config import ConfigError, load_settings
 from engine.embedded import StackEndpoints, free_port
-from tests.conftest import KEYS, _spawn, _stop, auth
+from tests.conftest import _spawn, _stop, api_env, auth, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @contextmanager
 def serving(stack: StackEndpoints, data: Path, **extra: str) -> Iterator[str]:
+    """An API with an empty model registry of its own."""
     port = free_port()
-    env = {
-        **os.environ,
-        "NBA_REDIS_URL": stack.redis_url,
-        "NBA_KAFKA_BROKERS": stack.kafka_brokers,
-        "NBA_TOPIC_PREFIX": "it.",
-        "NBA_PORT": str(port),
-        "NBA_API_KEYS": orjson.dumps(KEYS).decode(),
-        "NBA_DATA_DIR": str(data),
-        "NBA_MODEL_DIR": str(data / "models"),  # empty: no registered model
-        **extra,
-    }
-    server = _spawn(["serve"], env, data / "serve.log")
+    server = _spawn(["serve"], api_env(stack, data, port, **extra), data / "serve.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (data / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "API did not become ready"
-            time.sleep(0.2)
+        wait_until_ready(server, base_url, data / "serve.log")
         yield base_url
     finally:
         _stop(server)
