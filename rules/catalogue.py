@@ -177,18 +177,21 @@ def build_catalogue(
             places = item.action.placements or (declared.placements if declared else [])
             for place in [None, *places]:
                 by_place.setdefault((channel, place), []).append(item.index)
+    candidates = {key: _frozen(value) for key, value in by_place.items()}
+    screener = Screener(
+        [c.checks for c in compiled],
+        [c.view for c in compiled],
+        [c.action.valid_from.timestamp() if c.action.valid_from else None for c in compiled],
+        [c.action.valid_to.timestamp() if c.action.valid_to else None for c in compiled],
+    )
+    screener.prepare([*candidates.values(), NO_ACTIONS])
     return Catalogue(
         version=_version(actions, rules, settings),
         actions=tuple(compiled),
         rules=tuple(rules),
         settings=settings,
-        index={key: _frozen(value) for key, value in by_place.items()},
-        screener=Screener(
-            [c.checks for c in compiled],
-            [c.view for c in compiled],
-            [c.action.valid_from.timestamp() if c.action.valid_from else None for c in compiled],
-            [c.action.valid_to.timestamp() if c.action.valid_to else None for c in compiled],
-        ),
+        index=candidates,
+        screener=screener,
         contact=ContactRules(plain, settings),
         arbitrations=arbitrations,
         views=tuple(c.view for c in compiled),
@@ -280,8 +283,8 @@ def parse_action(payload: Any, source: str = "request") -> Action:
 
 
 def _frozen(indices: list[int]) -> np.ndarray:
-    """A placement's candidates, read-only: the screener keeps per-array plans by
-    identity (:meth:`rules.screening.Screener.screen`)."""
+    """A placement's candidates, read-only: the screener plans for each array once, at
+    load (:meth:`rules.screening.Screener.prepare`)."""
     array = np.asarray(indices, dtype=np.intp)
     array.flags.writeable = False
     return array

@@ -11,7 +11,7 @@ candidates need, once each, and screens all candidates with one boolean-matrix s
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,6 @@ import numpy as np
 from rules.expressions import Expression
 
 EMPTY: Mapping[str, object] = {}
-PLANS = 256  # candidate arrays remembered (a catalogue's placements, a few fallbacks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +104,9 @@ class Screener:
         now: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A keep-mask over ``idx``, and each column's result (for explanations)."""
-        plan = self._plan(idx)
+        plan = self._plans.get(id(idx))
+        if plan is None or plan.idx is not idx:  # an array of the moment: the fallback's
+            plan = self.plan(idx)
         if plan.windowed:
             keep = (self.valid_from[idx] <= now) & (now <= self.valid_to[idx])
         else:
@@ -121,25 +122,22 @@ class Screener:
             keep &= ~plan.block[:, ~passed].any(axis=1)
         return keep, passed
 
-    def _plan(self, idx: np.ndarray) -> _Plan:
-        """What screening ``idx`` needs, worked out once per candidate array: a
-        placement's candidates are the same array at every decision."""
-        plan = self._plans.get(id(idx))
-        if plan is None or plan.idx is not idx:
-            if len(self._plans) >= PLANS:
-                self._plans.clear()
-            block = self.requires[idx]
-            plan = _Plan(
-                idx,
-                block,
-                tuple(int(c) for c in np.flatnonzero(block.any(axis=0))),
-                bool(
-                    np.isfinite(self.valid_from[idx]).any() or np.isfinite(self.valid_to[idx]).any()
-                ),
-                np.ones(len(idx), dtype=bool),
-            )
-            self._plans[id(idx)] = plan
-        return plan
+    def prepare(self, arrays: Iterable[np.ndarray]) -> None:
+        """Plans for a catalogue's candidate arrays, made at load: a placement's
+        candidates are the same (read-only) array at every decision."""
+        self._plans = {id(idx): self.plan(idx) for idx in arrays}
+
+    def plan(self, idx: np.ndarray) -> _Plan:
+        """Which rule columns the candidates ``idx`` need, and whether any of them has a
+        validity window."""
+        block = self.requires[idx]
+        return _Plan(
+            idx,
+            block,
+            tuple(int(c) for c in np.flatnonzero(block.any(axis=0))),
+            bool(np.isfinite(self.valid_from[idx]).any() or np.isfinite(self.valid_to[idx]).any()),
+            np.ones(len(idx), dtype=bool),
+        )
 
     def reason(self, action: int, now: float, passed: np.ndarray) -> str | None:
         """The first rule that excludes ``action``, in the order they are declared."""
