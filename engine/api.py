@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import time
@@ -81,19 +80,6 @@ class Services:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-class DecisionService(FastAPI):
-    """The application, with the hot route answered before the framework's middleware
-    stack when its request is well-formed (:mod:`engine.fast_path`)."""
-
-    fast_path: FastDecisions | None = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.fast_path is None:
-            await super().__call__(scope, receive, send)
-        else:
-            await self.fast_path(scope, receive, send)
-
-
 def create_app(services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -112,7 +98,7 @@ def create_app(services: Services) -> FastAPI:
                 with contextlib.suppress(Exception):
                     await close()
 
-    app = DecisionService(
+    app = FastAPI(
         title="nba decision service",
         version="0.1.0",
         default_response_class=JSON,
@@ -138,10 +124,8 @@ def create_app(services: Services) -> FastAPI:
         )
         return result
 
-    app.add_middleware(BodyLimit)  # before any parsing (the fast path keeps it itself)
-    app.fast_path = FastDecisions(
-        functools.partial(FastAPI.__call__, app), keys=services.keys, decide=run_decision
-    )
+    app.add_middleware(FastDecisions, keys=services.keys, decide=run_decision)
+    app.add_middleware(BodyLimit)  # outermost: before any parsing, the fast path's too
     bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
     topic = services.topic_prefix.__add__
 

@@ -1,16 +1,13 @@
-"""The hot route, ``POST /v1/decisions``, answered before the framework when the
-request is well-formed.
+"""The hot route, ``POST /v1/decisions``, answered below the framework when the request
+is well-formed.
 
 FastAPI's routing, dependency injection and response machinery cost about a quarter of
 the API process's CPU under load (py-spy, at 800 decisions/s), more than the decision's
 rules and model. A well-formed request with a key that holds the ``decide`` scope does
 not need any of it: this ASGI layer checks the key, parses the body with the route's
-own pydantic model, decides and answers. It runs first, before the framework's own
-middleware (error pages, telemetry, the body limits), whose five layers wrapped every
-call and both of its sends; it keeps the body limit itself. Everything else (no key, a
-bad body, a body over the limit, another route) goes on to the application untouched,
-with the body replayed, so every error is the one the framework gives and the OpenAPI
-schema still describes the route.
+own pydantic model, decides and answers. Everything else (no key, a bad body, another
+route) goes on to the application untouched, with the body replayed, so every error is
+the one the framework gives and the OpenAPI schema still describes the route.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from pydantic import ValidationError
 
 from engine.auth import KeyRing
 from engine.errors import INTERNAL_ERROR, NbaError
-from engine.limits import MAX_BODY_BYTES
 from engine.schemas import DecisionRequest
 
 log = logging.getLogger("nba.api")
@@ -36,13 +32,10 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class FastDecisions:
-    def __init__(
-        self, app: Any, keys: KeyRing, decide: Decide, limit: int = MAX_BODY_BYTES
-    ) -> None:
+    def __init__(self, app: Any, keys: KeyRing, decide: Decide) -> None:
         self.app = app
         self.keys = keys
         self.decide = decide
-        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if (
@@ -54,17 +47,11 @@ class FastDecisions:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
-        size = 0
         while True:
             message: Message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self.limit:  # chunked, past the limit: the framework refuses it
-                await self.app(scope, _replay_then(chunks, receive), send)
-                return
+            chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
@@ -98,8 +85,6 @@ class FastDecisions:
                 authorization = value
             elif name == b"content-type":
                 content_type = value
-            elif name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                return False  # the framework refuses it
         if content_type != b"application/json" or authorization is None:
             return False
         try:
@@ -110,7 +95,6 @@ class FastDecisions:
 
 
 def _replay(body: bytes) -> Callable[[], Awaitable[Message]]:
-    """The whole body again, then the end of the request."""
     sent = False
 
     async def receive() -> Message:
@@ -121,17 +105,3 @@ def _replay(body: bytes) -> Callable[[], Awaitable[Message]]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
-
-
-def _replay_then(
-    chunks: list[bytes], receive: Callable[[], Awaitable[Message]]
-) -> Callable[[], Awaitable[Message]]:
-    """The chunks read so far again, then the rest of the body as it comes."""
-    pending = list(chunks)
-
-    async def replayed() -> Message:
-        if pending:
-            return {"type": "http.request", "body": pending.pop(0), "more_body": True}
-        return await receive()
-
-    return replayed
