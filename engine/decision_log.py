@@ -78,12 +78,14 @@ def _chosen_probabilities(
         return np.full(n, min(1.0, request.limit / n))
     if ranked.moments is not None and draws:
         # Thompson sampling chose: the chance each candidate ranks first
-        weights = np.divide(ranked.priority, np.maximum(ranked.propensity, 1e-12))
-        estimate: np.ndarray = ranked.moments.selection_probabilities(
-            scorer.rng, draws, weights, getattr(scorer, "normals", None)
+        shares: np.ndarray = ranked.moments.logged_selection(
+            scorer.rng,
+            draws,
+            ranked.priority,
+            ranked.propensity,
+            getattr(scorer, "normals", None),
         )
-        clipped: np.ndarray = np.clip(estimate, 0.5 / draws, 1.0)
-        return clipped
+        return shares
     chosen = {a["action_id"] for a in response["actions"]}
     return np.array([1.0 if i in chosen else 0.0 for i in ids])
 

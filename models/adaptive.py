@@ -59,7 +59,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from models.adaptive_kernels import candidate_moments, chosen_first, design_rows, laplace_steps
+from models.adaptive_kernels import (
+    candidate_moments,
+    chosen_first,
+    design_rows,
+    laplace_steps,
+    selection_shares,
+    thompson_draw,
+)
 from models.adaptive_state import (
     STATE_HEADER,
     Delta,
@@ -120,12 +127,17 @@ class Moments:
 
     def sample(self, rng: np.random.Generator) -> FloatArray:
         """One Thompson draw: a probability per candidate, strictly inside (0, 1)."""
-        z = rng.standard_normal(len(self.mean) + 1)
-        logits = np.sqrt(self.variance)
-        logits *= z[1:]
-        logits += self.mean
-        logits += self.shared_mean + math.sqrt(self.shared_variance) * float(z[0])
-        return sigmoid(logits)
+        out = np.empty(len(self.mean))
+        thompson_draw(
+            self.mean,
+            self.variance,
+            self.shared_mean,
+            self.shared_variance,
+            rng.standard_normal(len(self.mean) + 1),
+            LOGIT_LIMIT,
+            out,
+        )
+        return out
 
     def selection_probabilities(
         self,
@@ -166,6 +178,41 @@ class Moments:
         counts /= draws
         return counts
 
+    def logged_selection(
+        self,
+        rng: np.random.Generator,
+        draws: int,
+        priority: FloatArray,
+        propensity: FloatArray,
+        normals: NormalPool | None,
+    ) -> FloatArray:
+        """:meth:`selection_probabilities` as the decision log needs them: ranked by the
+        sampled probability times ``priority / propensity`` (the rest of a candidate's
+        priority), and at least ``0.5 / draws`` (a candidate is never logged as
+        impossible), in one compiled call."""
+        n = len(self.mean)
+        shares = np.zeros(n)
+        if n == 0 or draws < 1:
+            return shares
+        count = draws * (n + 1)
+        z = rng.standard_normal(count) if normals is None else normals.take(rng, count)
+        selection_shares(
+            self.mean,
+            self.variance,
+            self.shared_mean,
+            self.shared_variance,
+            priority,
+            propensity,
+            True,
+            z,
+            draws,
+            CONTENDER_SIGMAS,
+            LOGIT_LIMIT,
+            0.5 / draws,
+            shares,
+        )
+        return shares
+
 
 class NormalPool:
     """Standard normal draws made ahead, for the logged selection probabilities.
@@ -186,7 +233,7 @@ class NormalPool:
         size = len(self.values)
         if count > size // 4:
             return rng.standard_normal(count)
-        start = int(rng.integers(0, size - count))
+        start = int(rng.random() * (size - count))  # a quarter of rng.integers' cost
         at = self._next
         self.values[at : at + self.renew] = rng.standard_normal(self.renew)
         self._next = (at + self.renew) % size

@@ -24,6 +24,12 @@ draws that estimate the logged selection probabilities. With numpy, a dozen arra
 (draws × contenders) temporaries: 43 µs median for the demo world's 13 candidates and 100
 draws, on every logged decision.
 
+Glue (:func:`thompson_draw`, :func:`selection_shares`, :func:`logits`): the Thompson draw
+that decides, the logged shares around :func:`chosen_first` and a base model's logits
+were each a handful of small array calls. Folded into one call each, the demo world's
+web decision in process went from 226-236 to 205-207 µs of CPU warm and from 558-582 to
+488-527 cold (median of 4,000 and 1,500, three pairs alternated, pinned to one CPU).
+
 Compiled on first use and cached beside this file (``cache=True``), so a process after
 the first loads the machine code instead of compiling it again.
 """
@@ -43,8 +49,11 @@ __all__ = [
     "clipped_sigma",
     "design_rows",
     "laplace_steps",
+    "logits",
+    "selection_shares",
     "sigma",
     "solve",
+    "thompson_draw",
     "warm_up",
 ]
 
@@ -354,6 +363,76 @@ def chosen_first(
         counts[contenders[first]] += 1.0
 
 
+@njit(cache=True)
+def selection_shares(
+    mean: npt.NDArray[np.float64],
+    variance: npt.NDArray[np.float64],
+    shared_mean: float,
+    shared_variance: float,
+    priority: npt.NDArray[np.float64],
+    propensity: npt.NDArray[np.float64],
+    weighted: bool,
+    normals: npt.NDArray[np.float64],
+    draws: int,
+    sigmas: float,
+    limit: float,
+    floor: float,
+    shares: npt.NDArray[np.float64],
+) -> None:
+    """``shares[i]``: candidate ``i``'s share of ``draws`` :func:`chosen_first` draws, at
+    least ``floor``. Weighted, each ranks by its sampled probability times
+    ``priority / propensity`` (what multiplied the decision's own draw into its
+    priority). One call for what took a dozen array calls around the draws."""
+    n = len(mean)
+    sd = np.empty(n)
+    weights = np.empty(n)
+    for i in range(n):
+        sd[i] = math.sqrt(variance[i])
+        weights[i] = priority[i] / max(propensity[i], 1e-12) if weighted else 1.0
+        shares[i] = 0.0
+    chosen_first(
+        mean,
+        sd,
+        shared_mean,
+        math.sqrt(shared_variance),
+        weights,
+        weighted,
+        normals,
+        draws,
+        sigmas,
+        limit,
+        shares,
+    )
+    for i in range(n):
+        shares[i] = max(shares[i] / draws, floor)
+
+
+@njit(cache=True)
+def thompson_draw(
+    mean: npt.NDArray[np.float64],
+    variance: npt.NDArray[np.float64],
+    shared_mean: float,
+    shared_variance: float,
+    normals: npt.NDArray[np.float64],
+    limit: float,
+    out: npt.NDArray[np.float64],
+) -> None:
+    """``out[i] = σ(mean[i] + √variance[i] normals[i + 1] + shared term)``, the shared
+    term ``shared_mean + √shared_variance normals[0]``: one Thompson draw, in one pass
+    (with numpy, nine array calls)."""
+    shift = shared_mean + math.sqrt(shared_variance) * normals[0]
+    for i in range(len(mean)):
+        out[i] = clipped_sigma(mean[i] + math.sqrt(variance[i]) * normals[i + 1] + shift, limit)
+
+
+@njit(cache=True)
+def logits(p: npt.NDArray[np.float64], eps: float, out: npt.NDArray[np.float64]) -> None:
+    """``out[i] = log(p / (1 - p))`` with ``p`` clipped to ``[eps, 1 - eps]``."""
+    for i in range(len(p)):
+        q = min(max(p[i], eps), 1.0 - eps)
+        out[i] = math.log(q) - math.log1p(-q)
+
+
 def warm_up() -> None:
     """Load (or compile) the kernels now, before taking work: loading numba and the
     cached machine code took 2.4 s of a loaded worker's event loop at its first learning
@@ -365,3 +444,6 @@ def warm_up() -> None:
     model.update_batch([Observation({"warm": "up"}, {}, view, 1.0)])
     moments = model.moments({"warm": "up"}, {}, model.bind([view]), np.zeros(1, dtype=np.intp))
     moments.selection_probabilities(model.rng, 2, np.ones(1))
+    moments.sample(model.rng)
+    moments.logged_selection(model.rng, 2, np.ones(1), np.ones(1), None)
+    logits(np.full(1, 0.5), 1e-9, np.empty(1))

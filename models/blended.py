@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.adaptive import AdaptiveModel, Moments, NormalPool
+from models.adaptive_kernels import logits
 from models.hashing import logit
 
 __all__ = ["BlendedScorer", "ProbabilityScorer"]
@@ -104,7 +105,7 @@ class BlendedScorer:
         rows = [np.asarray(idx, dtype=np.intp) for _, _, idx in asks]
         pairs = [(c, x, r) for (c, x, _), r in zip(asks, rows, strict=True)]
         if self.base is not None and hasattr(self.base, "score_many"):
-            offsets = [logit(p) for p in self.base.score_many(pairs)]
+            offsets = [_logits(p) for p in self.base.score_many(pairs)]
         else:
             offsets = [self.offsets(c, x, r) for c, x, r in pairs]
         return [
@@ -134,3 +135,10 @@ class BlendedScorer:
         propensity to log for off-policy evaluation."""
         moments = self.moments(customer, context, action_indices)
         return moments.selection_probabilities(self.rng, self.draws, weights, self.normals)
+
+
+def _logits(p: FloatArray) -> FloatArray:
+    """:func:`models.hashing.logit` of a base model's probabilities, in one compiled call."""
+    out = np.empty(len(p))
+    logits(np.asarray(p, dtype=np.float64), 1e-9, out)
+    return out

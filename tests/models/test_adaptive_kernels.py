@@ -131,3 +131,69 @@ def test_chosen_first_counts_as_the_array_version(
     used = weights if weighted else None
     compiled = moments.selection_probabilities(np.random.default_rng(0), draws, used, _Fixed(z))
     np.testing.assert_array_equal(compiled, _first_shares(moments, z, draws, used))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    beliefs=st.lists(st.tuples(_LOGITS, st.floats(0, 9)), min_size=0, max_size=12),
+    shared=st.tuples(_LOGITS, st.floats(0, 4)),
+    seed=st.integers(0, 2**16),
+)
+def test_thompson_draw_is_the_array_formula(
+    beliefs: list[tuple[float, float]], shared: tuple[float, float], seed: int
+) -> None:
+    """σ(mean + √variance z + shared term), logits past ±30 clipped, from the same normals."""
+    mean = np.array([m for m, _ in beliefs], dtype=np.float64)
+    variance = np.array([v for _, v in beliefs], dtype=np.float64)
+    moments = Moments(mean, variance, *shared)
+    z = np.random.default_rng(seed).standard_normal(len(mean) + 1)
+    logits = np.sqrt(variance) * z[1:] + mean + (shared[0] + np.sqrt(shared[1]) * z[0])
+    drawn = moments.sample(np.random.default_rng(seed))
+    np.testing.assert_allclose(drawn, sigmoid(logits), rtol=1e-12, atol=1e-300)
+    assert ((drawn > 0) & (drawn < 1)).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(p=st.lists(st.floats(0, 1), min_size=0, max_size=20))
+def test_compiled_logits_are_the_array_logits(p: list[float]) -> None:
+    from models.blended import _logits
+    from models.hashing import logit
+
+    probabilities = np.array(p, dtype=np.float64)
+    np.testing.assert_allclose(_logits(probabilities), logit(probabilities), rtol=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    beliefs=st.lists(
+        st.tuples(_LOGITS, st.floats(0, 9), st.floats(0, 1), st.floats(0, 50)),
+        min_size=1,
+        max_size=9,
+    ),
+    shared=st.tuples(_LOGITS, st.floats(0, 4)),
+    draws=st.integers(1, 60),
+    seed=st.integers(0, 2**16),
+)
+def test_logged_selection_is_the_weighted_estimate_floored(
+    beliefs: list[tuple[float, float, float, float]],
+    shared: tuple[float, float],
+    draws: int,
+    seed: int,
+) -> None:
+    """Ranked by the draw times priority / propensity (a zero propensity counting as
+    1e-12), each share at least half a draw's worth: the same draws give the same shares
+    as the readable composition."""
+    mean, variance, propensity, rest = (np.array(c) for c in zip(*beliefs, strict=True))
+    priority = propensity * rest
+    moments = Moments(mean, variance, *shared)
+    z = np.random.default_rng(seed).standard_normal(draws * (len(mean) + 1))
+    weights = priority / np.maximum(propensity, 1e-12)
+    expected = np.clip(_first_shares(moments, z, draws, weights), 0.5 / draws, 1.0)
+    logged = moments.logged_selection(
+        np.random.default_rng(0),
+        draws,
+        priority,
+        propensity,
+        _Fixed(z),  # type: ignore[arg-type]
+    )
+    np.testing.assert_allclose(logged, expected, rtol=1e-12)
