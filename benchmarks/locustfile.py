@@ -39,6 +39,9 @@ Environment (every variable optional):
 ``NBA_LOADTEST_RESPONSE_RATE``  responses/s (default 10% of the web rate)
 ``NBA_LOADTEST_<CLASS>_USERS``  users of a class (default: enough for its rate)
 ``NBA_LOADTEST_SHOP_SHARE``     share of page views from the shop channel (default 0.1)
+``NBA_LOADTEST_WEB_PLACEMENTS`` the web placements page views ask for, comma-separated
+                                (default all four: home_hero, product_sidebar,
+                                search_results, checkout_cross_sell), in their shares
 ``NBA_LOADTEST_CUSTOMERS``      customers ``c-00000`` … of the demo world (default 3000)
 ``NBA_LOADTEST_ARRIVALS``       ``poisson`` or ``uniform`` (default poisson)
 ``NBA_LOADTEST_MAX_LAG_S``      how late an arrival may start before it is dropped (1.0)
@@ -125,12 +128,30 @@ QUERIES = {
     "beauty": ("face cream", "perfume", "shampoo"),
 }
 # placement, weight, actions asked for
-WEB_PLACEMENTS = (
+ALL_WEB_PLACEMENTS = (
     ("home_hero", 0.35, 1),
     ("product_sidebar", 0.35, 3),
     ("search_results", 0.2, 3),
     ("checkout_cross_sell", 0.1, 2),
 )
+
+
+def web_placements(raw: str) -> tuple[tuple[str, float, int], ...]:
+    """The placements named in ``raw`` (comma-separated; empty: all), keeping their
+    shares and the actions they ask for; an unknown name is refused."""
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not names:
+        return ALL_WEB_PLACEMENTS
+    known = {entry[0]: entry for entry in ALL_WEB_PLACEMENTS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"NBA_LOADTEST_WEB_PLACEMENTS: unknown placement(s) {unknown}; known: {list(known)}"
+        )
+    return tuple(known[name] for name in dict.fromkeys(names))
+
+
+WEB_PLACEMENTS = web_placements(os.environ.get("NBA_LOADTEST_WEB_PLACEMENTS", ""))
 SHOP_PLACEMENTS = ("till_screen", "shelf_display")
 DESK_REASONS = ("billing", "complaint", "sales", "service", "contract")
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}

@@ -12,12 +12,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from benchmarks.conftest import DiscardSink, record, timed
+from benchmarks.world_100 import CATEGORIES, catalogue_of_100, customer_features, train_model_100
 from engine.decisions import Decider, DecisionPolicy
 from engine.embedded import StackEndpoints
 from engine.events import ClickstreamEvent, CrmEvent
@@ -26,106 +25,18 @@ from engine.selection import DecisionInput, Selection
 from feature_store.redis_store import RedisFeatureStore
 from models.onnx_model import load_current
 from models.registry import ModelRegistry
-from models.training import TrainingSet, train_model
 from rules.catalogue import load_catalogue
 from streams.handlers import clickstream_writes, crm_writes
 
 pytestmark = pytest.mark.benchmark
-CATEGORIES = ("shoes", "bags", "electronics", "home", "sports", "beauty")
-RULE_TEXTS = [  # 26 distinct eligibility rules; with the 4 global rules: 30
-    "customer.age >= {n}",
-    "customer.tenure_months >= {n}",
-    "customer.views_1h_{cat} >= 0 or customer.value_class == 'A'",
-    "context.device != 'tv' and customer.age < {m}",
-    "action.category == context.page_category or customer.orders >= {k}",
-    "customer.segment in ['family', 'young_urban', 'senior', 'business']",
-    "customer.region is not null or customer.age > {n}",
-    "days_since(customer.last_seen) < 400 or customer.last_seen is null",
-]
-GLOBAL_RULES = """\
-rule: consent
-applies_to: action.kind != "activity"
-require: customer.consent_marketing == true
----
-rule: complaint
-require: not (customer.open_complaint == true)
----
-rule: adults
-applies_to: action.kind == "offer"
-require: customer.age >= 18
----
-rule: premium
-applies_to: action.price_band == "high"
-require: customer.value_class != "C" or context.page_category == action.category
-"""
-
-
-def catalogue_of_100(folder: Path) -> Path:
-    docs = []
-    rng = random.Random(5)
-    rules = [
-        t.format(n=rng.randint(0, 30), m=rng.randint(60, 90), k=rng.randint(0, 3), cat=c)
-        for t in RULE_TEXTS
-        for c in CATEGORIES[:3]
-    ][:26]
-    for i in range(100):
-        category = CATEGORIES[i % len(CATEGORIES)]
-        kind = ("offer", "banner", "offer", "activity")[i % 4]
-        docs.append(
-            f"id: a-{i:03d}\nkind: {kind}\nname: Action {i}\nchannels: [web]\n"
-            f"placements: [home_hero]\nvalue: {5 + i % 40}\nlever: {1 + (i % 3) / 10}\n"
-            f"attributes: {{category: {category}, price_band: {('low', 'mid', 'high')[i % 3]}}}\n"
-            f'eligibility: "{rules[i % len(rules)]}"\n'
-        )
-    (folder / "actions.yaml").write_text("---\n".join(docs))
-    (folder / "rules.yaml").write_text(GLOBAL_RULES)
-    return folder
-
-
-def customer_features(rng: random.Random) -> dict[str, Any]:
-    features: dict[str, Any] = {
-        "age": rng.randint(18, 80),
-        "segment": rng.choice(["family", "senior", "business"]),
-        "value_class": rng.choice("ABC"),
-        "tenure_months": rng.randint(0, 100),
-        "consent_marketing": True,
-        "consent_email": True,
-        "open_complaint": False,
-        "orders": rng.randint(0, 20),
-        "region": rng.choice(["north", "south"]),
-        "churn_risk": rng.random(),
-        "clv": rng.random() * 1000,
-        "last_seen": time.time() - 60,
-    }
-    for window in ("5m", "1h", "24h", "7d"):
-        for kind in ("page_view", "product_view", "add_to_cart", "search", "purchase"):
-            features[f"{kind}_{window}"] = float(rng.randint(0, 5))
-        for category in CATEGORIES:
-            features[f"views_{window}_{category}"] = float(rng.randint(0, 5))
-    return features
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Decider:
     folder = catalogue_of_100(tmp_path_factory.mktemp("catalogue"))
-    catalogue = load_catalogue(folder)
-    rng = random.Random(3)
-    data = TrainingSet()
-    for i in range(6000):
-        customer = customer_features(rng)
-        context = {
-            "page_category": rng.choice(CATEGORIES),
-            "device": "mobile",
-            "channel": "web",
-            "placement": "home_hero",
-        }
-        item = catalogue.actions[rng.randrange(len(catalogue.actions))]
-        favourite = customer["views_1h_shoes"] > 2
-        p = 0.02 + 0.1 * (item.view.get("category") == context["page_category"]) + 0.05 * favourite
-        data.add(customer, context, item.view, int(rng.random() < p), float(i))
     registry = ModelRegistry(tmp_path_factory.mktemp("models"))
-    train_model(data, registry, candidates=("gbm",), source="benchmark")
-    live = LiveState(catalogue, load_current(registry))
+    train_model_100(folder, registry)
+    live = LiveState(load_catalogue(folder), load_current(registry))
 
     return Decider(None, live, DiscardSink(), DecisionPolicy(control_share=0.0))  # type: ignore[arg-type]
 

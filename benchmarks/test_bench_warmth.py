@@ -116,7 +116,7 @@ def test_decisions_with_the_model_alone() -> None:
 def test_adaptive_update_per_observation() -> None:
     """The worker's learning step, with 1-3 shown actions per decision (the customer and
     context objects shared by a decision's observations, as the learner receives them)."""
-    from benchmarks.test_bench_engine import customer_features
+    from benchmarks.world_100 import customer_features
 
     rng = random.Random(1)
     observations: list[Observation] = []
