@@ -103,6 +103,12 @@ def create_app(services: Services) -> FastAPI:
         version="0.1.0",
         default_response_class=JSON,
         lifespan=lifespan,
+        # The engine's figures are its Prometheus metrics (/metrics). FastAPI's native
+        # OpenTelemetry asks on every request whether a provider has been configured
+        # since: three environment reads, 2.8 µs a request alone and 1.4% of the API's
+        # samples at 2,000 decisions/s. A deployment that traces wraps the ASGI app with
+        # OpenTelemetry's own instrumentation instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = services.metrics
     batcher = DecisionBatcher(services.decider)
@@ -283,15 +289,25 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/v1/customers/{customer_id}", dependencies=[scope("read")])
     async def customer(customer_id: str) -> Response:
         check_customer_id(customer_id)
-        state = await services.store.fetch(customer_id)
-        history = await services.store.history(customer_id)
-        catalogue = services.live.catalogue
+        decider = services.decider
+        channels = sorted(services.live.catalogue.channel_names())
+        # every channel's preview in one batch (one read), beside the view's own reads;
+        # the batch waits as long as the most patient channel would
+        budget = max((decider.budget_for(c) for c in channels), default=None)
+        state, history, previews = await asyncio.gather(
+            services.store.fetch(customer_id),
+            services.store.history(customer_id),
+            decider.decide_many(
+                [DecisionInput(customer_id, c, None, {}, 3, False) for c in channels],
+                budget,
+                log=False,
+            ),
+        )
         current: dict[str, Any] = {}
-        for channel in sorted(catalogue.channel_names()):
-            decision = await services.decider.decide(
-                DecisionInput(customer_id, channel, None, {}, 3, False), log=False
-            )
-            current[channel] = decision["actions"]
+        for channel, preview in zip(channels, previews, strict=True):
+            if isinstance(preview, BadRequest):
+                raise preview
+            current[channel] = preview["actions"]
         return JSON(
             {
                 "customer_id": customer_id,

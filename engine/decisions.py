@@ -112,7 +112,7 @@ class Decider:
         try:  # asyncio.timeout, not wait_for: no task of its own, so a read answered at
             # once (see feature_store.wire) does not go round the event loop
             async with asyncio.timeout(budget):
-                states = await self.store.fetch_many([r.customer_id for _, r, _ in valid])
+                states = await self._states([r.customer_id for _, r, _ in valid])
         except Exception:  # the store is away: every decision from the fallback path
             fallbacks = []
             took = round((time.perf_counter() - started) * 1000, 3)
@@ -171,6 +171,17 @@ class Decider:
         if log:
             self._log_later(logs)
         return out
+
+    async def _states(self, customer_ids: list[str]) -> list[CustomerState]:
+        """Each customer read once: a page's placements arriving together, or the
+        customer view's preview for every channel, name the same customer several times
+        (one round trip either way; the read and its decoding are what repeats)."""
+        unique = list(dict.fromkeys(customer_ids))
+        states = await self.store.fetch_many(unique)
+        if len(unique) == len(customer_ids):
+            return states
+        read = dict(zip(unique, states, strict=True))
+        return [read[customer_id] for customer_id in customer_ids]
 
     def _log_later(self, logs: list[tuple[Any, ...]]) -> None:
         """Log records built after the callers have sent the answers. Two turns of the

@@ -214,3 +214,49 @@ async def test_the_log_keeps_the_offsets_the_ranking_used_from_one_model_call() 
     p_chosen = record["candidates"]["p_chosen"]
     assert all(0.005 <= p <= 1.0 for p in p_chosen)  # clipped below: logged for IPS
     assert max(p_chosen) > 1 / len(p_chosen)
+
+
+class CountingStore(MemoryFeatureStore):
+    """The in-memory store, remembering which customers each read asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+
+    async def fetch_many(self, customer_ids):  # type: ignore[no-untyped-def]
+        self.reads.append(list(customer_ids))
+        return await super().fetch_many(customer_ids)
+
+
+async def test_a_batch_reads_each_customer_once_and_answers_each_request() -> None:
+    store = CountingStore()
+    await with_profile(store, "c1", **ADULT)
+    await with_profile(store, "c2", **{**ADULT, "consent_marketing": False})
+    requests = [
+        DecisionInput("c1", "web", "home_hero", {}, 20, True),
+        DecisionInput("c2", "web", "home_hero", {}, 20, True),
+        DecisionInput("c1", "email", None, {}, 3, True),
+        DecisionInput("c1", "web", "home_hero", {}, 20, True),
+    ]
+    results = await decider(store).decide_many(list(requests), log=False)
+    assert store.reads == [["c1", "c2"]]
+    assert [(r["customer_id"], r["channel"], r["placement"]) for r in results] == [
+        ("c1", "web", "home_hero"),
+        ("c2", "web", "home_hero"),
+        ("c1", "email", "newsletter_block"),
+        ("c1", "web", "home_hero"),
+    ]
+
+    def refused_for_consent(result: dict[str, object]) -> set[str]:
+        return {
+            e["action_id"]
+            for e in result["excluded"]  # type: ignore[attr-defined]
+            if "consent" in str(e["excluded_by"])
+        }
+
+    # each answer was decided on its own customer's read: only c2 withheld consent
+    assert refused_for_consent(results[1])
+    assert not refused_for_consent(results[0]) and not refused_for_consent(results[3])
+    assert [e["action_id"] for e in results[0]["excluded"]] == [
+        e["action_id"] for e in results[3]["excluded"]
+    ]
