@@ -82,10 +82,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from faust import Worker
-
     from feature_store.impact_store import RedisImpactStore
     from feature_store.redis_store import RedisFeatureStore
+    from streams.transport import QuietWorker
     from streams.worker import create_worker_app
 
     settings = _settings()
@@ -111,7 +110,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        worker = Worker(app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True)
+        worker = QuietWorker(
+            app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True
+        )
         try:
             worker.execute_from_commandline()
         except SystemExit as exit_:
