@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.affinity import available_cpus, format_cpus, parse_cpus
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SCOPES = frozenset({"decide", "respond", "ingest", "read", "admin"})
 DEMO_CATALOGUE = Path(__file__).resolve().parent.parent / "nba" / "demo" / "catalogue"
 
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     api_cpus: str | None = None  # engine.affinity: the API's and the embedded Redis's CPUs
     background_cpus: str | None = None  # the stream worker's and the embedded broker's
     adaptive: bool = True  # the adaptive layer over the registered model (nba.adaptive)
+    worker_loglevel: str = "WARNING"  # the stream worker's log level (streams.transport)
 
     @field_validator("redis_url")
     @classmethod
@@ -102,6 +104,14 @@ class Settings(BaseSettings):
                 f"(it has {format_cpus(available_cpus())})"
             )
         return format_cpus(cpus)
+
+    @field_validator("worker_loglevel")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("catalogue")
     @classmethod

@@ -110,9 +110,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        worker = QuietWorker(
-            app, loglevel=os.environ.get("NBA_WORKER_LOGLEVEL", "WARNING"), quiet=True
-        )
+        worker = QuietWorker(app, loglevel=settings.worker_loglevel, quiet=True)
         try:
             worker.execute_from_commandline()
         except SystemExit as exit_:

@@ -23,6 +23,7 @@ from engine.config import ConfigError, load_settings, resolve_api_keys
         ("NBA_LEARN_NEGATIVE_SHARE", "1.5"),
         ("NBA_BACKGROUND_NICE", "-5"),
         ("NBA_BACKGROUND_NICE", "20"),
+        ("NBA_WORKER_LOGLEVEL", "chatty"),
     ],
 )
 def test_a_bad_value_stops_startup_with_one_line_naming_the_variable(
