@@ -2,8 +2,10 @@
 
 ``send`` (responses, ingested events) waits until the broker has the record, or until
 the record is in the local spool; ``send_nowait`` (decision logs) only queues, so a
-decision never waits for Kafka. Whatever the broker does not take goes to the spool,
-which is replayed as soon as the broker answers again.
+decision never waits for Kafka. Each has a producer of its own: the decision log's
+batches wait up to 50 ms for more records, which would hold every response as long.
+Whatever the broker does not take goes to the spool, which is replayed as soon as the
+broker answers again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ SEND_TIMEOUT_S = 2.0
 REPLAY_EVERY_S = 1.0
 BATCH = 500
 MAX_BATCH_BYTES = 512 * 1024  # per partition and request; under Kafka's 1 MB default
-LINGER_MS = 50
+LINGER_MS = 50  # the decision log's producer
+PROMPT_LINGER_MS = 1  # the producer of `send`: a caller waits for it
 
 
 class KafkaSink:
@@ -32,7 +35,8 @@ class KafkaSink:
         self.spool = Spool(spool_dir)
         self.queue_size = queue_size
         self.queue: asyncio.Queue[Record] | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: AIOKafkaProducer | None = None  # the decision log, and replays
+        self.prompt: AIOKafkaProducer | None = None  # `send`: records a caller waits for
         self.delivered = 0
         self.healthy = True  # False after a failed send: spool at once until a replay works
         self._tasks: list[asyncio.Task[None]] = []
@@ -48,32 +52,39 @@ class KafkaSink:
 
     async def _connect(self) -> None:
         while self.producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.brokers.split(","),
-                # a batch waits up to 50 ms for more records: at 1,000 decisions/s this
-                # halved the broker's CPU against 20 ms (24% -> 13% of a core) and the
-                # worker's fetches with it; a `send` (a response, an event) waits as long
-                linger_ms=LINGER_MS,
-                max_batch_size=MAX_BATCH_BYTES,  # a decision record is a few KB: 16 KB held ~4
-                acks=1,
-                enable_idempotence=False,
-                request_timeout_ms=5000,
-                retry_backoff_ms=200,
-            )
+            # a batch of the decision log waits up to 50 ms for more records: at 1,000
+            # decisions/s this halved the broker's CPU against 20 ms (24% -> 13% of a
+            # core) and the worker's fetches with it. A `send` waited as long (54 ms a
+            # response, idle) until it had a producer of its own.
+            producer = self._producer(LINGER_MS)
+            prompt = self._producer(PROMPT_LINGER_MS)
             try:
                 await asyncio.wait_for(producer.start(), 10.0)
-                self.producer = producer
+                await asyncio.wait_for(prompt.start(), 10.0)
+                self.producer, self.prompt = producer, prompt
             except Exception as exc:
                 log.warning("broker not reachable yet (%s); spooling", type(exc).__name__)
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                for unused in (producer, prompt):
+                    with contextlib.suppress(Exception):
+                        await unused.stop()
                 await asyncio.sleep(1.0)
 
+    def _producer(self, linger_ms: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.brokers.split(","),
+            linger_ms=linger_ms,
+            max_batch_size=MAX_BATCH_BYTES,  # a decision record is a few KB: 16 KB held ~4
+            acks=1,
+            enable_idempotence=False,
+            request_timeout_ms=5000,
+            retry_backoff_ms=200,
+        )
+
     async def send(self, topic: str, key: str, value: bytes) -> None:
-        if self.producer is not None and self.healthy:
+        if self.prompt is not None and self.healthy:
             try:
                 await asyncio.wait_for(
-                    self.producer.send_and_wait(topic, value, key=key.encode()), SEND_TIMEOUT_S
+                    self.prompt.send_and_wait(topic, value, key=key.encode()), SEND_TIMEOUT_S
                 )
                 self.delivered += 1
                 return
@@ -184,7 +195,8 @@ class KafkaSink:
             while not self.queue.empty():
                 left.append(self.queue.get_nowait())
             self.spool.append(left)
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                await self.producer.stop()
+        for producer in (self.prompt, self.producer):
+            if producer is not None:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
         self.spool.close()
