@@ -72,9 +72,9 @@ class Decider:
         the service's (``NBA_DECISION_BUDGET_MS``)."""
         return self.live.snapshot.catalogue.budget_s(channel, self.policy.budget_s)
 
-    async def decide(self, request: DecisionInput, log: bool = True) -> dict[str, Any]:
-        """``log=False`` is a preview (the customer view): not logged, reserves no cap."""
-        result = (await self.decide_many([request], self.budget_for(request.channel), log))[0]
+    async def decide(self, request: DecisionInput) -> dict[str, Any]:
+        """One decision, logged, within its channel's budget."""
+        result = (await self.decide_many([request], self.budget_for(request.channel)))[0]
         if isinstance(result, BadRequest):
             raise result
         return result

@@ -138,8 +138,10 @@ async def test_control_group_is_configured_per_channel_sticky_and_logged(tmp_pat
 async def test_hold_out_share_is_close_to_the_configured_share() -> None:
     engine = decider(MemoryFeatureStore(), share=0.0)  # the demo catalogue holds out 5%
     groups = [
-        (await engine.decide(DecisionInput(f"c-{i}", "call_centre"), log=False))["group"]
-        for i in range(2000)
+        result["group"]
+        for result in await engine.decide_many(
+            [DecisionInput(f"c-{i}", "call_centre") for i in range(2000)], log=False
+        )
     ]
     assert 0.03 < groups.count("control") / len(groups) < 0.07
 
