@@ -80,6 +80,27 @@ class Services:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
+SHUTDOWN_STEP_S = 5.0  # the longest one step of stopping may take
+
+
+async def within(step: Awaitable[Any], seconds: float) -> None:
+    """Wait for one step of stopping for at most ``seconds``; its failure is not the stop's.
+
+    An API process once stayed up after SIGTERM, its port closed, waiting on something in
+    its shutdown (an orphaned API process after a test run; not reproduced since), so no
+    single step may hold the process's exit for ever. ``asyncio.wait``, not a timeout
+    around ``await``: cancelling the wait of a task that swallows its cancellation would
+    wait for that task all the same.
+    """
+    future = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    if not done:
+        future.cancel()
+        return
+    if not future.cancelled():
+        future.exception()  # retrieved, so that asyncio does not report it as lost
+
+
 def create_app(services: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -92,11 +113,9 @@ def create_app(services: Services) -> FastAPI:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await within(task, SHUTDOWN_STEP_S)
             for close in services.on_close:
-                with contextlib.suppress(Exception):
-                    await close()
+                await within(close(), SHUTDOWN_STEP_S)
 
     app = FastAPI(
         title="nba decision service",

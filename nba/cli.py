@@ -57,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "http": "httptools",
         "log_level": "warning",
         "access_log": False,
+        # connections and requests still open at a stop get this long, then are dropped
+        "timeout_graceful_shutdown": 5,
     }
     with _stack(settings) as endpoints:
         if args.workers <= 1:
