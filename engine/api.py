@@ -95,6 +95,7 @@ async def within(step: Awaitable[Any], seconds: float) -> None:
     future = asyncio.ensure_future(step)
     done, _ = await asyncio.wait({future}, timeout=seconds)
     if not done:
+        log.warning("stopping: %r did not finish in %.0f s; going on without it", step, seconds)
         future.cancel()
         return
     if not future.cancelled():

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.holders import LiveState
+from engine.stopping import stop_requested
 from feature_store.adaptive_store import RedisAdaptiveStore
 from models.adaptive import AdaptiveModel
 from models.adaptive_state import Delta
@@ -51,6 +52,8 @@ async def follow(store: RedisAdaptiveStore, live: LiveState) -> None:
                 cursor = entry
         except Exception as exc:
             log.debug("adaptive follow: %s", exc)
+        if stop_requested():  # a library consumed the cancellation of its call
+            raise asyncio.CancelledError
         await asyncio.sleep(FOLLOW_EVERY_S)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from engine.domain import Action
 from engine.errors import CatalogueError, NotFound, Problem
+from engine.stopping import stop_requested
 from rules.catalogue import Catalogue, load_catalogue, parse_action
 
 log = logging.getLogger("nba.catalogue")
@@ -64,6 +65,8 @@ class CatalogueManager:
                 log.error("stored catalogue refused, keeping the last good one: %s", exc)
             except Exception as exc:  # the store is away: try again later
                 log.debug("catalogue watch: %s", exc)
+            if stop_requested():  # a library consumed the cancellation of its call
+                raise asyncio.CancelledError
             await asyncio.sleep(every_s)
 
     async def put(self, action_id: str, payload: Any) -> Catalogue:
