@@ -40,6 +40,7 @@ from engine.metrics import Metrics
 from engine.ports import CatalogueAdmin, EventSink, FeatureStore
 from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
 from engine.selection import DecisionInput
+from engine.stopping import SHUTDOWN_STEP_S, within
 
 log = logging.getLogger("nba.api")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -78,28 +79,6 @@ class Services:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-
-SHUTDOWN_STEP_S = 5.0  # the longest one step of stopping may take
-
-
-async def within(step: Awaitable[Any], seconds: float) -> None:
-    """Wait for one step of stopping for at most ``seconds``; its failure is not the stop's.
-
-    An API process once stayed up after SIGTERM, its port closed, waiting on something in
-    its shutdown (an orphaned API process after a test run; not reproduced since), so no
-    single step may hold the process's exit for ever. ``asyncio.wait``, not a timeout
-    around ``await``: cancelling the wait of a task that swallows its cancellation would
-    wait for that task all the same.
-    """
-    future = asyncio.ensure_future(step)
-    done, _ = await asyncio.wait({future}, timeout=seconds)
-    if not done:
-        log.warning("stopping: %r did not finish in %.0f s; going on without it", step, seconds)
-        future.cancel()
-        return
-    if not future.cancelled():
-        future.exception()  # retrieved, so that asyncio does not report it as lost
 
 
 def create_app(services: Services) -> FastAPI:

@@ -1,10 +1,17 @@
-"""Background loops that stop when asked, whatever their libraries do with the request."""
+"""Stopping: background loops that stop when asked, whatever their libraries do with the
+request, and shutdown steps that may not hold a process's exit for ever."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
 
-__all__ = ["stop_requested"]
+__all__ = ["SHUTDOWN_STEP_S", "stop_requested", "within"]
+
+log = logging.getLogger("nba.api")
+SHUTDOWN_STEP_S = 5.0  # the longest one step of stopping may take
 
 
 def stop_requested() -> bool:
@@ -18,3 +25,21 @@ def stop_requested() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def within(step: Awaitable[Any], seconds: float) -> None:
+    """Wait for one step of stopping for at most ``seconds``; its failure is not the stop's.
+
+    A loop that missed its cancellation (see :func:`stop_requested`) kept an API process
+    up after SIGTERM, its port closed; a step given up on is logged, which is how that
+    loop was found. ``asyncio.wait``, not a timeout around ``await``: cancelling the wait
+    of a task that swallows its cancellation would wait for that task all the same.
+    """
+    future = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    if not done:
+        log.warning("stopping: %r did not finish in %.0f s; going on without it", step, seconds)
+        future.cancel()
+        return
+    if not future.cancelled():
+        future.exception()  # retrieved, so that asyncio does not report it as lost

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from engine.api import within
+from engine.stopping import within
 
 
 async def test_a_step_that_never_ends_is_given_up_after_its_time() -> None:
