@@ -2,7 +2,8 @@
 plus the adaptive model's online correction, Thompson-sampled.
 
 With a base model (an ONNX :class:`~models.onnx_model.BoundModel`, whose ``score`` returns
-probabilities) each candidate starts from ``logit(base probability)`` and the adaptive
+probabilities and ``logits_many`` their log-odds) each candidate starts from
+``logit(base probability)`` and the adaptive
 weights add a correction learned from live responses; without one, it starts from the
 logit of the action's prior and the adaptive model is the whole model. The offset used is
 part of what a decision must log: the worker's update needs the same one
@@ -86,6 +87,9 @@ class BlendedScorer:
         if self.base is None:
             found: FloatArray = self.table.offsets[rows]
             return found
+        if hasattr(self.base, "logits_many"):
+            found = self.base.logits_many([(customer, context, rows)])[0]
+            return found
         return logit(self.base.score(customer, context, rows))
 
     def moments(
@@ -104,7 +108,9 @@ class BlendedScorer:
         logged selection probabilities."""
         rows = [np.asarray(idx, dtype=np.intp) for _, _, idx in asks]
         pairs = [(c, x, r) for (c, x, _), r in zip(asks, rows, strict=True)]
-        if self.base is not None and hasattr(self.base, "score_many"):
+        if self.base is not None and hasattr(self.base, "logits_many"):
+            offsets = self.base.logits_many(pairs)  # an ONNX model's own log-odds
+        elif self.base is not None and hasattr(self.base, "score_many"):
             offsets = [_logits(p) for p in self.base.score_many(pairs)]
         else:
             offsets = [self.offsets(c, x, r) for c, x, r in pairs]

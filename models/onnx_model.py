@@ -1,36 +1,77 @@
 """Serving a registered model: one ONNX Runtime session per process, built at load.
 
-Loading is apart from scoring (STYLE 7): :func:`load_model` builds the session once;
+Loading is apart from scoring (STYLE 7): :func:`load_model` builds the session once (a
+binary boosted-tree classifier as its margin, see :mod:`models.margin`);
 :meth:`OnnxModel.bind` precomputes the action columns of a catalogue; the bound
 scorer then makes exactly one ``session.run`` per decision.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from models.hashing import logit
 from models.layout import BoundLayout, FeatureLayout
+from models.margin import (
+    MARGIN_OUTPUT,
+    agrees,
+    clipped_margin,
+    margin_model,
+    margin_probabilities,
+    probe_rows,
+)
 from models.registry import ModelRegistry
+
+log = logging.getLogger("nba.models")
+
+LOGIT_LIMIT = float(logit(1.0))  # the log-odds of probabilities clipped to [1e-9, 1 - 1e-9]
+Ask = tuple[Mapping[str, Any], Mapping[str, Any], np.ndarray]
 
 
 class OnnxModel:
-    def __init__(self, session: ort.InferenceSession, layout: FeatureLayout, version: str) -> None:
+    """``session``: the registered graph; ``margin``: the same trees returning their
+    log-odds (:mod:`models.margin`), used instead when the graph allows it."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        layout: FeatureLayout,
+        version: str,
+        margin: ort.InferenceSession | None = None,
+    ) -> None:
         self.session = session
         self.layout = layout
         self.version = version
+        self.margin = margin
         self.input_name = session.get_inputs()[0].name
         outputs = [o.name for o in session.get_outputs()]
         self.output_name = "probabilities" if "probabilities" in outputs else outputs[-1]
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Positive-class probability per row."""
+        if self.margin is not None:
+            (margin,) = self.margin.run([MARGIN_OUTPUT], {self.input_name: matrix})
+            out = np.empty(len(margin))
+            margin_probabilities(margin, LOGIT_LIMIT, out)
+            return out
         (probabilities,) = self.session.run([self.output_name], {self.input_name: matrix})
         return np.ascontiguousarray(np.asarray(probabilities, dtype=np.float64)[:, 1])
+
+    def logits(self, matrix: np.ndarray) -> np.ndarray:
+        """Positive-class log-odds per row, within ±:data:`LOGIT_LIMIT`."""
+        if self.margin is None:
+            return logit(self.predict(matrix))
+        (margin,) = self.margin.run([MARGIN_OUTPUT], {self.input_name: matrix})
+        out = np.empty(len(margin))
+        clipped_margin(margin, LOGIT_LIMIT, out)
+        return out
 
     def bind(self, actions: Sequence[Mapping[str, Any]]) -> BoundModel:
         return BoundModel(self, list(actions), self.layout.bind(actions))
@@ -58,18 +99,28 @@ class BoundModel:
         matrix = self.bound.encode(customer, context, np.asarray(action_indices, dtype=np.intp))
         return self.model.predict(matrix)
 
-    def score_many(
-        self, asks: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], np.ndarray]]
-    ) -> list[np.ndarray]:
+    def score_many(self, asks: Sequence[Ask]) -> list[np.ndarray]:
         """Several decisions' candidates in one ``session.run`` (a batch)."""
-        if len(asks) < 2:  # one decision: no concatenation and split
-            return [self.score(*ask) for ask in asks]
+        return self._many(asks, self.model.predict)
+
+    def logits_many(self, asks: Sequence[Ask]) -> list[np.ndarray]:
+        """:meth:`score_many` as log-odds (where the adaptive model starts from)."""
+        return self._many(asks, self.model.logits)
+
+    def _many(self, asks: Sequence[Ask], run: Any) -> list[np.ndarray]:
         matrices = [
             self.bound.encode(customer, context, np.asarray(idx, dtype=np.intp))
             for customer, context, idx in asks
+            if len(idx)
         ]
-        scores = self.model.predict(np.concatenate(matrices))
-        return np.split(scores, np.cumsum([len(m) for m in matrices])[:-1])
+        if not matrices:
+            return [np.zeros(0) for _ in asks]
+        scores = iter(
+            [run(matrices[0])]  # one decision: no concatenation and split
+            if len(matrices) == 1
+            else np.split(run(np.concatenate(matrices)), np.cumsum([len(m) for m in matrices])[:-1])
+        )
+        return [next(scores) if len(idx) else np.zeros(0) for _, _, idx in asks]
 
 
 def session_options() -> ort.SessionOptions:
@@ -82,11 +133,37 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
-def load_model(path: Path, version: str, layout: FeatureLayout) -> OnnxModel:
-    session = ort.InferenceSession(
-        str(path / "model.onnx"), sess_options=session_options(), providers=["CPUExecutionProvider"]
+def _session(model: bytes) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        model, sess_options=session_options(), providers=["CPUExecutionProvider"]
     )
-    return OnnxModel(session, layout, version)
+
+
+def margin_session(graph: onnx.ModelProto, classifier: OnnxModel) -> ort.InferenceSession | None:
+    """A session for the margin of ``graph`` if it has one and it gives the classifier's
+    own probabilities on probe rows; else None (the classifier serves)."""
+    margin = margin_model(graph)
+    if margin is None:
+        return None
+    probe = probe_rows(graph, classifier.layout.width)
+    try:
+        found = _session(margin.SerializeToString())
+        (logits,) = found.run([MARGIN_OUTPUT], {classifier.input_name: probe})
+    except Exception as exc:  # ONNX Runtime refused the rewrite: the classifier serves
+        log.warning("model %s: margin form not built (%s)", classifier.version, exc)
+        return None
+    if not agrees(classifier.predict(probe), np.asarray(logits)[:, 0]):
+        log.warning("model %s: margin form disagrees with the classifier", classifier.version)
+        return None
+    clipped_margin(logits, LOGIT_LIMIT, np.empty(len(logits)))  # compiled now, not at
+    return found  # the first decision (agrees loaded the other kernel)
+
+
+def load_model(path: Path, version: str, layout: FeatureLayout) -> OnnxModel:
+    data = (path / "model.onnx").read_bytes()
+    model = OnnxModel(_session(data), layout, version)
+    model.margin = margin_session(onnx.load_from_string(data), model)
+    return model
 
 
 def load_current(registry: ModelRegistry) -> OnnxModel | None:
