@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from models.adaptive_kernels import logits
 from models.hashing import logit
 from models.layout import BoundLayout, FeatureLayout
 from models.margin import (
@@ -31,7 +32,8 @@ from models.registry import ModelRegistry
 
 log = logging.getLogger("nba.models")
 
-LOGIT_LIMIT = float(logit(1.0))  # the log-odds of probabilities clipped to [1e-9, 1 - 1e-9]
+LOGIT_EPS = 1e-9  # probabilities are clipped to [eps, 1 - eps] before their log-odds
+LOGIT_LIMIT = float(logit(1.0 - LOGIT_EPS))
 Ask = tuple[Mapping[str, Any], Mapping[str, Any], np.ndarray]
 
 
@@ -67,7 +69,10 @@ class OnnxModel:
     def logits(self, matrix: np.ndarray) -> np.ndarray:
         """Positive-class log-odds per row, within ±:data:`LOGIT_LIMIT`."""
         if self.margin is None:
-            return logit(self.predict(matrix))
+            probabilities = self.predict(matrix)
+            found = np.empty(len(probabilities))
+            logits(probabilities, LOGIT_EPS, found)
+            return found
         (margin,) = self.margin.run([MARGIN_OUTPUT], {self.input_name: matrix})
         out = np.empty(len(margin))
         clipped_margin(margin, LOGIT_LIMIT, out)
