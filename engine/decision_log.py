@@ -86,8 +86,11 @@ def _chosen_probabilities(
             getattr(scorer, "normals", None),
         )
         return shares
-    chosen = {a["action_id"] for a in response["actions"]}
-    return np.array([1.0 if i in chosen else 0.0 for i in ids])
+    shares = np.zeros(n)  # a deterministic policy: the chosen are certain, the rest never
+    for action in response["actions"]:
+        if action["action_id"] in ids:  # a placement default may not be a candidate
+            shares[ids.index(action["action_id"])] = 1.0
+    return shares
 
 
 def _learn_entries(
