@@ -226,6 +226,7 @@ class Hasher:
         self.shift_bits = 63 - bits  # the same, as the compiled kernels take it
         self._cache: dict[tuple[str, str, Any], _Entry | None] = {}
         self._levels: dict[tuple[str, str, int], _Entry] = {}
+        self._counts: dict[tuple[int, int], tuple[FloatArray, FloatArray]] = {}
 
     def request(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> RequestPart:
         cache = self._cache
@@ -255,18 +256,37 @@ class Hasher:
                     if entry[1]:
                         crossing.append(entry[1])
                         values.append(entry[2])
-        array = np.array(tokens, dtype=np.uint64)
-        shared_values = np.full(len(tokens), DETAIL * _inverse_sqrt(len(tokens) - 1))
-        shared_values[0] = 1.0
-        r, c = len(tokens) - 1, len(crossing)
+        # One array for the three lists, and the value arrays (which depend only on the
+        # counts) made once per count: inside a decision, with its caches cooled by the
+        # rest of it, six array constructions took 18 µs of a 41 µs call.
+        n, c = len(tokens), len(crossing)
+        packed = np.array(tokens + crossing + values, dtype=np.uint64)
+        array = packed[:n]
         return RequestPart(
             array,
-            np.array(crossing, dtype=np.uint64) if crossing else _EMPTY,
-            np.array(values, dtype=np.uint64) if values else _EMPTY,
+            packed[n : n + c] if c else _EMPTY,
+            packed[n + c :] if c else _EMPTY,
             (array >> self.shift).view(np.int64),
-            shared_values,
-            np.array([1.0, 1.0, DETAIL * _inverse_sqrt(r), DETAIL * _inverse_sqrt(c), DETAIL]),
+            self._counted(n, c)[0],
+            self._counted(n, c)[1],
         )
+
+    def _counted(self, n: int, c: int) -> tuple[FloatArray, FloatArray]:
+        """The shared cells' values and the blocks' request factors of a request with
+        ``n`` shared tokens (the bias included) and ``c`` crossing ones (read-only)."""
+        found = self._counts.get((n, c))
+        if found is None:
+            if len(self._counts) > CACHE_LIMIT:
+                self._counts.clear()
+            shared_values = np.full(n, DETAIL * _inverse_sqrt(n - 1))
+            shared_values[0] = 1.0
+            blocks = np.array(
+                [1.0, 1.0, DETAIL * _inverse_sqrt(n - 1), DETAIL * _inverse_sqrt(c), DETAIL]
+            )
+            shared_values.flags.writeable = False
+            blocks.flags.writeable = False
+            found = self._counts[(n, c)] = (shared_values, blocks)
+        return found
 
     def _by_level(self, source: str, key: str, value: float) -> _Entry | None:
         """A fractional number's entry, by its bucket (see :meth:`_miss`)."""
