@@ -262,13 +262,14 @@ class Hasher:
         n, c = len(tokens), len(crossing)
         packed = np.array(tokens + crossing + values, dtype=np.uint64)
         array = packed[:n]
+        shared_values, block_values = self._counted(n, c)
         return RequestPart(
             array,
             packed[n : n + c] if c else _EMPTY,
             packed[n + c :] if c else _EMPTY,
             (array >> self.shift).view(np.int64),
-            self._counted(n, c)[0],
-            self._counted(n, c)[1],
+            shared_values,
+            block_values,
         )
 
     def _counted(self, n: int, c: int) -> tuple[FloatArray, FloatArray]:

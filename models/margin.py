@@ -22,13 +22,14 @@ it does not understand, or one whose folded form loses precision, keeps its clas
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import onnx
 from numba import njit
 from onnx import TensorProto, helper
+
+from models.adaptive_kernels import clipped_sigma
 
 __all__ = [
     "MARGIN_OUTPUT",
@@ -253,4 +254,4 @@ def clipped_margin(margin: np.ndarray, limit: float, out: np.ndarray) -> None:
 def margin_probabilities(margin: np.ndarray, limit: float, out: np.ndarray) -> None:
     """``out[i]``: σ of ``margin[i, 0]`` clipped to ±``limit``."""
     for i in range(margin.shape[0]):
-        out[i] = 1.0 / (1.0 + math.exp(-min(max(np.float64(margin[i, 0]), -limit), limit)))
+        out[i] = clipped_sigma(np.float64(margin[i, 0]), limit)

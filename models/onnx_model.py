@@ -99,10 +99,8 @@ class BoundModel:
         context: Mapping[str, Any],
         action_indices: np.ndarray | Sequence[int],
     ) -> np.ndarray:
-        if not len(action_indices):
-            return np.zeros(0)
-        matrix = self.bound.encode(customer, context, np.asarray(action_indices, dtype=np.intp))
-        return self.model.predict(matrix)
+        rows = np.asarray(action_indices, dtype=np.intp)
+        return self._many([(customer, context, rows)], self.model.predict)[0]
 
     def score_many(self, asks: Sequence[Ask]) -> list[np.ndarray]:
         """Several decisions' candidates in one ``session.run`` (a batch)."""
@@ -118,14 +116,13 @@ class BoundModel:
             for customer, context, idx in asks
             if len(idx)
         ]
-        if not matrices:
-            return [np.zeros(0) for _ in asks]
-        scores = iter(
-            [run(matrices[0])]  # one decision: no concatenation and split
-            if len(matrices) == 1
-            else np.split(run(np.concatenate(matrices)), np.cumsum([len(m) for m in matrices])[:-1])
-        )
-        return [next(scores) if len(idx) else np.zeros(0) for _, _, idx in asks]
+        if len(matrices) <= 1:  # one decision (or none): no concatenation and split
+            scores = [run(m) for m in matrices]
+        else:
+            bounds = np.cumsum([len(m) for m in matrices])[:-1]
+            scores = np.split(run(np.concatenate(matrices)), bounds)
+        found = iter(scores)
+        return [next(found) if len(idx) else np.zeros(0) for _, _, idx in asks]
 
 
 def session_options() -> ort.SessionOptions:
