@@ -110,7 +110,7 @@ def create_app(services: Services) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = services.metrics
-    batcher = DecisionBatcher(services.decider)
+    batcher = DecisionBatcher(services.decider, timed=metrics.batch_timed)
 
     async def run_decision(body: DecisionRequest) -> dict[str, Any]:
         started = time.perf_counter()

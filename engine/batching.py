@@ -20,9 +20,11 @@ must not wait as long as an agent's desk may.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
-from engine.decisions import Decider
+from engine.decisions import BatchTimes, Decider
 from engine.errors import BadRequest
 from engine.selection import DecisionInput
 
@@ -32,9 +34,17 @@ MAX_BATCH = 64
 
 
 class DecisionBatcher:
-    def __init__(self, decider: Decider, max_batch: int = MAX_BATCH) -> None:
+    """``timed``: told where each batch's time went (the API's metrics)."""
+
+    def __init__(
+        self,
+        decider: Decider,
+        max_batch: int = MAX_BATCH,
+        timed: Callable[[BatchTimes], None] | None = None,
+    ) -> None:
         self.decider = decider
         self.max_batch = max_batch
+        self.timed = timed
         self._joining: dict[float, list[tuple[DecisionInput, asyncio.Future[dict[str, Any]]]]] = {}
         self.batches = 0  # for tests and figures
         self.decisions = 0
@@ -49,13 +59,19 @@ class DecisionBatcher:
             return await future
         own: list[tuple[DecisionInput, asyncio.Future[dict[str, Any]]]] = []
         self._joining[budget] = own
+        times = None if self.timed is None else BatchTimes()
+        forming_from = time.perf_counter()
         try:
             try:
                 await asyncio.sleep(0)  # requests already under way this turn join
             finally:
                 if self._joining.get(budget) is own:
                     del self._joining[budget]
-            results = await self.decider.decide_many([request, *(r for r, _ in own)], budget)
+            if times is not None:
+                times.forming = time.perf_counter() - forming_from
+            results = await self.decider.decide_many(
+                [request, *(r for r, _ in own)], budget, times=times
+            )
         except BaseException as exc:
             failure = exc if isinstance(exc, Exception) else RuntimeError("decision cancelled")
             for _, future in own:
@@ -71,6 +87,8 @@ class DecisionBatcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        if times is not None and self.timed is not None:  # after the batch's answers
+            self.timed(times)
         first = results[0]
         if isinstance(first, BadRequest):
             raise first

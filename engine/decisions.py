@@ -27,6 +27,20 @@ DAY = 86400.0
 LOG_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
+@dataclass(slots=True)
+class BatchTimes:
+    """Where a batch's server-side time went, in seconds (see :mod:`engine.batching`):
+    the store read, ranking and answering, and the contact-cap reservations' round trips.
+    A decision's figure in ``nba_decision_seconds`` is its batch's forming plus these, so
+    they say which part a change moved, under any load."""
+
+    size: int = 0
+    forming: float = 0.0
+    read: float = 0.0
+    ranking: float = 0.0
+    reserving: float = 0.0
+
+
 @dataclass
 class DecisionPolicy:
     """Service-level tunables; the catalogue's settings override the hold-out per channel."""
@@ -84,12 +98,14 @@ class Decider:
         requests: list[DecisionInput | BadRequest],
         budget_s: float | None = None,
         log: bool = True,
+        times: BatchTimes | None = None,
     ) -> list[dict[str, Any] | BadRequest]:
         """A batch (email at send time, the page views that arrived together, see
         :mod:`engine.batching`, or one decision): one store read for every customer, and
         each round of cap reservations for all decisions in one more round trip.
         ``budget_s``: how long each of those may take (default five times a single
-        decision's budget); ``log=False``: previews, neither logged nor reserving."""
+        decision's budget); ``log=False``: previews, neither logged nor reserving;
+        ``times``: filled in with where the time went."""
         budget = self.policy.budget_s * 5 if budget_s is None else budget_s
         started = time.perf_counter()
         now = time.time()
@@ -109,6 +125,7 @@ class Decider:
                 out[i] = exc
                 continue
             valid.append((i, request, placement))
+        read_at = time.perf_counter()
         try:  # asyncio.timeout, not wait_for: no task of its own, so a read answered at
             # once (see feature_store.wire) does not go round the event loop
             async with asyncio.timeout(budget):
@@ -125,7 +142,10 @@ class Decider:
                 out[i] = response
             if log:
                 self._log_later(fallbacks)
+            if times is not None:
+                times.size, times.read = len(requests), time.perf_counter() - read_at
             return out
+        ranking_at = time.perf_counter()
         items = [
             (
                 request,
@@ -150,7 +170,9 @@ class Decider:
             )
         ]
         asks = {n: w[6].next_ask() for n, w in enumerate(work)}
+        reserving = 0.0
         while pending := [(n, ask) for n, ask in asks.items() if ask is not None]:
+            asked_at = time.perf_counter()
             try:
                 async with asyncio.timeout(budget):
                     rooms = await self.store.reserve_many(
@@ -158,6 +180,7 @@ class Decider:
                     )
             except Exception:
                 rooms = [False] * len(pending)
+            reserving += time.perf_counter() - asked_at
             for (n, _), room in zip(pending, rooms, strict=True):
                 work[n][6].answer(room)
                 asks[n] = work[n][6].next_ask()
@@ -170,6 +193,9 @@ class Decider:
             out[i] = response
         if log:
             self._log_later(logs)
+        if times is not None:
+            times.size, times.read, times.reserving = len(requests), ranking_at - read_at, reserving
+            times.ranking = time.perf_counter() - ranking_at - reserving
         return out
 
     async def _states(self, customer_ids: list[str]) -> list[CustomerState]:

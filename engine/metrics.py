@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from engine.decisions import BatchTimes
+
 # 50 µs apart up to 1 ms: the decision's targets are a p50 of half a millisecond and a
 # p99 of two, and a quantile is interpolated linearly inside its bucket
 LATENCY_BUCKETS = (
@@ -31,6 +33,8 @@ LATENCY_BUCKETS = (
     0.1,
     0.5,
 )
+BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1000)
+PHASES = ("forming", "read", "ranking", "reserving")
 
 
 class Metrics:
@@ -51,6 +55,23 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.phase_seconds = Histogram(
+            "nba_decision_phase_seconds",
+            "Server-side time of one batch of page views decided together, by phase: "
+            "forming (the first waits one turn of the event loop for the others), the store "
+            "read, ranking and answering, and contact-cap reservations (only batches that "
+            "made them).",
+            ["phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "nba_decision_batch_size",
+            "Decisions in one batch of page views decided together.",
+            buckets=BATCH_SIZES,
+            registry=self.registry,
+        )
+        self._phases = [self.phase_seconds.labels(phase) for phase in PHASES]
         self.decisions = Counter(
             "nba_decisions_total",
             "Decisions answered, by channel, group and fallback.",
@@ -88,6 +109,16 @@ class Metrics:
             )
         found[0].observe(seconds)
         found[1].inc()
+
+    def batch_timed(self, times: BatchTimes) -> None:
+        """One batch's phases (engine.batching), each series looked up at start."""
+        forming, read, ranking, reserving = self._phases
+        forming.observe(times.forming)
+        read.observe(times.read)
+        ranking.observe(times.ranking)
+        if times.reserving:
+            reserving.observe(times.reserving)
+        self.batch_size.observe(times.size)
 
     def streams(self, workers: dict[str, dict[str, float]]) -> bytes:
         """The stream workers' figures (published to the store) in Prometheus text."""

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+PHASE_ORDER = {"forming": 0, "read": 1, "ranking": 2, "reserving": 3}  # a decision's order
 
 
 def step(message: str) -> None:
@@ -83,10 +84,24 @@ def parse_metrics(text: str) -> dict[str, Any]:
     decision: dict[str, dict[float, float]] = collections.defaultdict(dict)
     batch: dict[float, float] = {}
     counts: dict[tuple[str, str, str], float] = {}
+    phases: dict[str, dict[float, float]] = collections.defaultdict(dict)
+    sizes: dict[float, float] = {}
+    sums: dict[str, float] = collections.defaultdict(float)  # phase or "size" -> total
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if sample.name == "nba_decision_seconds_bucket":
+            if sample.name == "nba_decision_phase_seconds_bucket":
+                le = float(labels["le"])
+                phase = phases[labels["phase"]]
+                phase[le] = phase.get(le, 0.0) + sample.value
+            elif sample.name == "nba_decision_phase_seconds_sum":
+                sums[labels["phase"]] += sample.value
+            elif sample.name == "nba_decision_batch_size_bucket":
+                le = float(labels["le"])
+                sizes[le] = sizes.get(le, 0.0) + sample.value
+            elif sample.name == "nba_decision_batch_size_sum":
+                sums["size"] += sample.value
+            elif sample.name == "nba_decision_seconds_bucket":
                 le = float(labels["le"])
                 channel = labels.get("channel", "?")
                 decision[channel][le] = decision[channel].get(le, 0.0) + sample.value
@@ -96,7 +111,14 @@ def parse_metrics(text: str) -> dict[str, Any]:
             elif sample.name == "nba_decisions_total":
                 key = (labels["channel"], labels["group"], labels["fallback"])
                 counts[key] = counts.get(key, 0.0) + sample.value
-    return {"decision": dict(decision), "batch": batch, "counts": counts}
+    return {
+        "decision": dict(decision),
+        "batch": batch,
+        "counts": counts,
+        "phases": dict(phases),
+        "batch_sizes": sizes,
+        "sums": dict(sums),
+    }
 
 
 def _diff(after: Mapping[float, float], before: Mapping[float, float]) -> list[tuple[float, float]]:
@@ -110,6 +132,30 @@ def _latency(buckets: list[tuple[float, float]]) -> dict[str, Any]:
         value = bucket_quantile(buckets, q)
         out[f"{label}_ms"] = rounded(None if value is None else value * 1000.0, 3)
     return out
+
+
+def _phases(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Where the page views' batches spent their time over the window (the API's
+    ``nba_decision_phase_seconds``), and how many decisions a batch held."""
+    out: dict[str, Any] = {}
+    found = after.get("phases", {})
+    for phase in sorted(found, key=lambda p: (PHASE_ORDER.get(p, len(PHASE_ORDER)), p)):
+        buckets = found[phase]
+        diff = _diff(buckets, before.get("phases", {}).get(phase, {}))
+        figures = _latency(diff)
+        total = after["sums"].get(phase, 0.0) - before.get("sums", {}).get(phase, 0.0)
+        count = figures["count"]
+        figures["mean_ms"] = rounded(total * 1000.0 / count, 3) if count else None
+        out[phase] = figures
+    diff = _diff(after.get("batch_sizes", {}), before.get("batch_sizes", {}))
+    batches = max((c for _, c in diff), default=0.0)
+    total = after.get("sums", {}).get("size", 0.0) - before.get("sums", {}).get("size", 0.0)
+    sizes = {
+        "batches": int(batches),
+        "mean": rounded(total / batches) if batches else None,
+        "p99": bucket_quantile(diff, 0.99) if batches else None,
+    }
+    return {"phases": out, "batch_size": sizes}
 
 
 def server_report(before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -135,6 +181,7 @@ def server_report(before: dict[str, Any], after: dict[str, Any], seconds: float)
         "bucket) over the measured window",
         "decision_latency": {"all": _latency(sorted(merged.items())), **by_channel},
         "batch_latency": _latency(_diff(after["batch"], before["batch"])),
+        "page_view_batches": _phases(before, after),
         "decisions": {k: int(v) for k, v in sorted(decisions.items())},
         "decisions_per_s": round(total / seconds, 1) if seconds > 0 else None,
         "fallbacks": int(fallbacks),

@@ -247,6 +247,15 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  server     decisions {lat['count']} ({server['decisions_per_s']}/s), "
             f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, fallbacks {server['fallbacks']}"
         )
+        batches = server.get("page_view_batches")
+        if batches and batches["batch_size"]["batches"]:
+            parts = ", ".join(
+                f"{phase} {f['mean_ms']}" for phase, f in batches["phases"].items() if f["count"]
+            )
+            print(
+                f"  batches    {batches['batch_size']['batches']} of page views, "
+                f"{batches['batch_size']['mean']} decisions each on average; mean ms: {parts}"
+            )
     backlog = report.get("stream_worker")
     if backlog:
         topics = ", ".join(f"{k} {v}" for k, v in backlog["by_topic"].items())

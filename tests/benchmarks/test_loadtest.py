@@ -43,6 +43,12 @@ def test_loadtest_writes_its_report_and_chart(running: Running, tmp_path: Path) 
     assert classes["responses"]["requests"] > 0
     server = report["server"]["decision_latency"]["all"]
     assert server["count"] > 0 and server["p50_ms"] is not None and server["p99_ms"] is not None
+    batches = report["server"]["page_view_batches"]
+    assert 0 < batches["batch_size"]["batches"] <= server["count"]
+    assert batches["batch_size"]["mean"] >= 1
+    for phase in ("forming", "read", "ranking"):
+        assert batches["phases"][phase]["count"] == batches["batch_size"]["batches"], phase
+        assert 0 < batches["phases"][phase]["mean_ms"] < server["p99_ms"] * 10, phase
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
 
     png = tmp_path / report["files"]["png"]

@@ -274,6 +274,9 @@ def test_health_readiness_and_metrics(running: Running) -> None:
     decide(running.base_url, "metrics-probe")
     text = httpx.get(f"{running.base_url}/metrics").text
     assert 'nba_decision_seconds_bucket{channel="web"' in text
+    for phase in ("forming", "read", "ranking"):  # where a page view's batch spent its time
+        assert f'nba_decision_phase_seconds_count{{phase="{phase}"}}' in text, phase
+    assert "nba_decision_batch_size_count" in text
 
 
 def test_decision_response_has_the_contract_shape(running: Running) -> None:

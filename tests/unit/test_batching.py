@@ -4,11 +4,13 @@ still gets its own answer, or its own error, and every decision is logged once."
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
 
 from engine.batching import DecisionBatcher
+from engine.decisions import BatchTimes
 from engine.errors import BadRequest
 from engine.selection import DecisionInput
 from feature_store.memory_store import MemoryFeatureStore
@@ -109,3 +111,27 @@ async def test_when_the_store_is_away_every_request_of_the_batch_falls_back() ->
     sink = engine.sink
     assert isinstance(sink, ListSink)
     assert len(sink.records) == 3  # fallback decisions are logged too
+
+
+async def test_a_batch_says_where_its_time_went() -> None:
+    store = MemoryFeatureStore()
+    for n in range(3):
+        await with_profile(store, f"c{n}", **ADULT)
+    timed: list[BatchTimes] = []
+    batcher = DecisionBatcher(decider(store), timed=timed.append)
+    started = time.perf_counter()
+    # a newsletter decision reserves room in the weekly e-mail cap: a second round trip
+    answers = await asyncio.gather(
+        *(batcher.decide(DecisionInput(f"c{n}", "email", "newsletter_block")) for n in range(3))
+    )
+    took = time.perf_counter() - started
+    assert all(a["actions"] for a in answers)
+    [times] = timed
+    assert times.size == 3
+    assert times.read > 0 and times.ranking > 0 and times.reserving > 0
+    assert times.forming + times.read + times.ranking + times.reserving <= took
+
+    timed.clear()
+    await batcher.decide(DecisionInput("c0", "web", "home_hero"))  # page views reserve nothing
+    [times] = timed
+    assert times.size == 1 and times.reserving == 0.0 and times.ranking > 0
