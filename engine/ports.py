@@ -31,8 +31,11 @@ class FeatureStore(Protocol):
         """Every view of one customer in one round trip."""
         ...
 
-    async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
-        """Many customers in one round trip (batches)."""
+    async def fetch_many(
+        self, customer_ids: Sequence[str], budget_s: float | None = None
+    ) -> list[CustomerState]:
+        """Many customers in one round trip (batches); :class:`TimeoutError` after
+        ``budget_s`` (None: no bound of the caller's)."""
         ...
 
     async def reserve_many(

@@ -46,7 +46,10 @@ class MemoryFeatureStore:
     async def fetch(self, customer_id: str) -> CustomerState:
         return (await self.fetch_many([customer_id]))[0]
 
-    async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
+    async def fetch_many(
+        self, customer_ids: Sequence[str], budget_s: float | None = None
+    ) -> list[CustomerState]:
+        """``budget_s`` is not needed here: nothing waits."""
         self._check()
         now = time.time()
         out = []

@@ -10,6 +10,7 @@ server and on a cluster (see :mod:`feature_store.connect`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -77,11 +78,14 @@ class RedisFeatureStore:
     async def fetch(self, customer_id: str) -> CustomerState:
         return (await self.fetch_many([customer_id]))[0]
 
-    async def fetch_many(self, customer_ids: Sequence[str]) -> list[CustomerState]:
+    async def fetch_many(
+        self, customer_ids: Sequence[str], budget_s: float | None = None
+    ) -> list[CustomerState]:
         """Every view of every customer in one pipelined round trip.
 
         On a single server the read goes over :class:`WireConnection` (the decision's hot
-        path); on a cluster through redis-py, which routes each customer's slot.
+        path), whose budget counts replies that came in time however late the event loop
+        reads them; on a cluster through redis-py, which routes each customer's slot.
         """
         if not customer_ids:
             return []
@@ -93,13 +97,15 @@ class RedisFeatureStore:
                 for customer_id in customer_ids
                 for view in _READ_VIEWS
             ]
-            raw = [_pairs(reply) for reply in await wire.execute(commands, spin=True)]
+            replies = await wire.execute(commands, spin=True, budget_s=budget_s)
+            raw = [_pairs(reply) for reply in replies]
         else:
             pipe = (await self.redis()).pipeline(transaction=False)
             for customer_id in customer_ids:
                 for view in _READ_VIEWS:
                     pipe.hgetall(self.key(customer_id, view))
-            raw = await pipe.execute()
+            async with asyncio.timeout(budget_s):
+                raw = await pipe.execute()
         rows = [
             (customer_id, raw[3 * n], raw[3 * n + 1], raw[3 * n + 2])
             for n, customer_id in enumerate(customer_ids)

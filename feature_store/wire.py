@@ -207,6 +207,19 @@ class _Channel:
         self._watch()
         return batch
 
+    def collect(self, future: asyncio.Future[list[Any]]) -> None:
+        """A caller's deadline: read what the socket holds, then fail the call with
+        :class:`TimeoutError` if its replies are still missing.
+
+        The caller is not cancelled: replies that came in time may still wait for a busy
+        event loop (a large batch held it), and under uvloop a deadline that cancelled
+        the caller (``asyncio.timeout``) won over them, so a decision fell back with its
+        answer already here."""
+        while not future.done() and self._receive():
+            pass
+        if not future.done():
+            future.set_exception(TimeoutError("Redis did not answer within the budget"))
+
     # ---- writing ------------------------------------------------------------------------
     def send(self, payload: bytes, wanted: int) -> asyncio.Future[list[Any]]:
         future: asyncio.Future[list[Any]] = self.loop.create_future()
@@ -287,6 +300,22 @@ class _Channel:
                 future.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
 
 
+async def _within(
+    channel: _Channel, future: asyncio.Future[list[Any]], deadline: float | None
+) -> list[Any]:
+    """``future``'s replies, or :class:`TimeoutError` at ``deadline`` (perf_counter
+    time) unless they have arrived by then."""
+    if deadline is None:
+        return await future
+    timer = channel.loop.call_later(
+        max(deadline - time.perf_counter(), 0.0), channel.collect, future
+    )
+    try:
+        return await future
+    finally:
+        timer.cancel()
+
+
 class WireConnection:
     """One multiplexed connection, opened on first use and again after a loss.
 
@@ -310,12 +339,19 @@ class WireConnection:
         self._rest_next = 1  # doubles with each spin in a row that runs out
         self.spins = [0, 0]  # answered while spinning, ran out (for tests and figures)
 
-    async def execute(self, commands: Sequence[Command], spin: bool = False) -> list[Any]:
+    async def execute(
+        self, commands: Sequence[Command], spin: bool = False, budget_s: float | None = None
+    ) -> list[Any]:
         """The replies to ``commands``, sent in one write; a Redis error reply comes back
-        as a :class:`hiredis.ReplyError` in its place, not raised."""
+        as a :class:`hiredis.ReplyError` in its place, not raised. ``budget_s``: how long
+        the call may take, connecting included, before :class:`TimeoutError`; replies
+        that arrived by then count however late the event loop reads them
+        (:meth:`_Channel.collect`). A call answered while it spins sets no timer."""
+        deadline = None if budget_s is None else time.perf_counter() + budget_s
         channel = self._channel
         if channel is None or channel.lost is not None:
-            channel = await self._connect()
+            async with asyncio.timeout(budget_s):
+                channel = await self._connect()
         payload = pack(commands)
         if spin and self.spin_s > 0 and channel.idle:
             if self._rest:
@@ -330,8 +366,8 @@ class WireConnection:
                 self._rest = self._rest_next
                 self._rest_next = min(2 * self._rest_next, SPIN_REST)
                 assert found.future is not None
-                return await found.future
-        return await channel.send(payload, len(commands))
+                return await _within(channel, found.future, deadline)
+        return await _within(channel, channel.send(payload, len(commands)), deadline)
 
     async def _connect(self) -> _Channel:
         if self._connecting is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import hiredis
 import pytest
 import redis
+import uvloop
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -132,6 +133,47 @@ async def test_a_caller_that_gave_up_does_not_disturb_the_next(server: Server) -
         assert await wire.execute([("PING",)]) == [b"PONG"]
     finally:
         wire.close()
+
+
+@pytest.mark.integration
+async def test_a_budget_that_runs_out_raises_and_the_next_call_gets_its_own_reply(
+    server: Server,
+) -> None:
+    wire = WireConnection(WireAddress(port=server.port))
+    try:
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):  # the server answers (nil) after 0.3 s
+            await wire.execute([("BLPOP", "empty", "0.3")], budget_s=0.05)
+        assert time.perf_counter() - started < 0.25
+        assert await wire.execute([("ECHO", "next")], budget_s=2.0) == [b"next"]
+    finally:
+        wire.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("spin", [False, True])
+def test_replies_that_came_within_the_budget_count_however_late_the_loop_reads_them(
+    server: Server, spin: bool
+) -> None:
+    """The API runs on uvloop, where a deadline that cancelled the caller
+    (``asyncio.timeout``) won over a reply that had come in time whenever the loop was
+    held past the budget (a large batch): a fallback with the answer already here."""
+
+    async def scenario() -> list[object]:
+        wire = WireConnection(WireAddress(port=server.port), spin_s=1e-6 if spin else 0.0)
+        try:
+            assert await wire.execute([("PING",)]) == [b"PONG"]  # connected
+            call = asyncio.ensure_future(
+                wire.execute([("BLPOP", "empty", "0.005")], spin=spin, budget_s=0.02)
+            )
+            for _ in range(3):  # written (a spin that ran out, or the turn's flush)
+                await asyncio.sleep(0)
+            time.sleep(0.1)  # the loop is busy past the budget; Redis answers meanwhile
+            return await call
+        finally:
+            wire.close()
+
+    assert uvloop.run(scenario()) == [None]  # BLPOP timed out on the server after 5 ms
 
 
 @pytest.mark.integration

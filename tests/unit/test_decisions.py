@@ -225,9 +225,9 @@ class CountingStore(MemoryFeatureStore):
         super().__init__()
         self.reads: list[list[str]] = []
 
-    async def fetch_many(self, customer_ids):  # type: ignore[no-untyped-def]
+    async def fetch_many(self, customer_ids, budget_s=None):  # type: ignore[no-untyped-def]
         self.reads.append(list(customer_ids))
-        return await super().fetch_many(customer_ids)
+        return await super().fetch_many(customer_ids, budget_s)
 
 
 async def test_a_batch_reads_each_customer_once_and_answers_each_request() -> None:
