@@ -132,7 +132,8 @@ class RedisFeatureStore:
             ([self.key(customer_id, "counters")], _reserve_args(reservations, now))
             for customer_id, reservations, now in asks
         ]
-        return [bool(r) for r in await RESERVE.run_many(await self.redis(), calls)]
+        wire = await self._wire_connection()  # as the read's: redis-py's pipeline costs
+        return [bool(r) for r in await RESERVE.run_many(wire or await self.redis(), calls)]
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         """One script call per customer of the batch (see :mod:`feature_store.apply_codec`),
