@@ -171,11 +171,10 @@ class Decider:
         reserving = 0.0
         while pending := [(n, ask) for n, ask in asks.items() if ask is not None]:
             asked_at = time.perf_counter()
-            try:
-                async with asyncio.timeout(budget):
-                    rooms = await self.store.reserve_many(
-                        [(work[n][1].customer_id, ask, now) for n, ask in pending]
-                    )
+            try:  # the store keeps the budget, as for the read
+                rooms = await self.store.reserve_many(
+                    [(work[n][1].customer_id, ask, now) for n, ask in pending], budget
+                )
             except Exception:
                 rooms = [False] * len(pending)
             reserving += time.perf_counter() - asked_at

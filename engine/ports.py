@@ -39,9 +39,12 @@ class FeatureStore(Protocol):
         ...
 
     async def reserve_many(
-        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+        self,
+        asks: Sequence[tuple[str, Sequence[Reservation], float]],
+        budget_s: float | None = None,
     ) -> list[bool]:
-        """Many reservations (customer, caps, now) in one round trip, each atomic."""
+        """Many reservations (customer, caps, now) in one round trip, each atomic;
+        :class:`TimeoutError` after ``budget_s`` (None: no bound of the caller's)."""
         ...
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:

@@ -135,17 +135,24 @@ class Script:
     async def run(self, client: Client, keys: Sequence[str], args: Sequence[EncodableT]) -> Any:
         return (await self.run_many(client, [(keys, args)]))[0]
 
-    async def run_many(self, client: Client | WireConnection, calls: Sequence[Call]) -> list[Any]:
+    async def run_many(
+        self,
+        client: Client | WireConnection,
+        calls: Sequence[Call],
+        budget_s: float | None = None,
+    ) -> list[Any]:
         """``client`` may also be the minimal connection of a single server (the stream
-        worker's writes, where redis-py's pipeline cost a fifth of the worker's CPU)."""
-        results = await self._send(client, calls)
+        worker's writes, where redis-py's pipeline cost a fifth of the worker's CPU).
+        ``budget_s``: how long each round trip may take (see ``WireConnection.execute``)."""
+        results = await self._send(client, calls, budget_s)
         missing = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
-            if isinstance(client, WireConnection):
-                await client.execute([("SCRIPT", "LOAD", self.text)])
-            else:
-                await client.script_load(self.text)
-            again = await self._send(client, [calls[n] for n in missing])
+            async with asyncio.timeout(budget_s):
+                if isinstance(client, WireConnection):
+                    await client.execute([("SCRIPT", "LOAD", self.text)])
+                else:
+                    await client.script_load(self.text)
+            again = await self._send(client, [calls[n] for n in missing], budget_s)
             for n, result in zip(missing, again, strict=True):
                 results[n] = result
         for result in results:
@@ -153,16 +160,20 @@ class Script:
                 raise result
         return results
 
-    async def _send(self, client: Client | WireConnection, calls: Sequence[Call]) -> list[Any]:
+    async def _send(
+        self, client: Client | WireConnection, calls: Sequence[Call], budget_s: float | None
+    ) -> list[Any]:
         """The replies, an error reply in its place as redis-py's exception."""
         if isinstance(client, WireConnection):
             commands = [("EVALSHA", self.sha, len(keys), *keys, *args) for keys, args in calls]
-            return [_as_redis_error(r) for r in await client.execute(commands)]
+            replies = await client.execute(commands, budget_s=budget_s)
+            return [_as_redis_error(r) for r in replies]
         pipe = client.pipeline(transaction=False)
         for keys, args in calls:
             # not pipe.evalsha(): redis-py refuses that name in cluster pipelines
             pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+        async with asyncio.timeout(budget_s):
+            return list(await pipe.execute(raise_on_error=False))
 
 
 def _as_redis_error(reply: Any) -> Any:

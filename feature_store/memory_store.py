@@ -119,8 +119,11 @@ class MemoryFeatureStore:
         return True
 
     async def reserve_many(
-        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+        self,
+        asks: Sequence[tuple[str, Sequence[Reservation], float]],
+        budget_s: float | None = None,
     ) -> list[bool]:
+        """``budget_s`` is not needed here: nothing waits."""
         return [await self.reserve(c, r, now) for c, r, now in asks]
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:

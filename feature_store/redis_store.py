@@ -124,7 +124,9 @@ class RedisFeatureStore:
         return self._wire
 
     async def reserve_many(
-        self, asks: Sequence[tuple[str, Sequence[Reservation], float]]
+        self,
+        asks: Sequence[tuple[str, Sequence[Reservation], float]],
+        budget_s: float | None = None,
     ) -> list[bool]:
         if not asks:
             return []
@@ -133,7 +135,8 @@ class RedisFeatureStore:
             for customer_id, reservations, now in asks
         ]
         wire = await self._wire_connection()  # as the read's: redis-py's pipeline costs
-        return [bool(r) for r in await RESERVE.run_many(wire or await self.redis(), calls)]
+        replies = await RESERVE.run_many(wire or await self.redis(), calls, budget_s)
+        return [bool(r) for r in replies]
 
     async def apply(self, batch: Sequence[EventWrites]) -> list[bool]:
         """One script call per customer of the batch (see :mod:`feature_store.apply_codec`),

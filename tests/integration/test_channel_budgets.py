@@ -6,6 +6,7 @@ only when they share a budget (engine.batching)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from engine.holders import LiveState
 from engine.selection import DecisionInput
 from feature_store.redis_store import RedisFeatureStore
 from rules.catalogue import load_catalogue
+from rules.contact import Reservation
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +68,26 @@ async def test_a_page_falls_back_at_its_budget_while_the_desk_waits_for_the_stor
     assert desk["fallback"] is False and desk["took_ms"] >= PAUSE_MS / 2, desk
     assert [a["action_id"] for a in desk["actions"]] == ["help-banner"]
     assert batcher.batches == 2  # one read each: the page did not wait with the desk
+
+
+async def test_a_reservation_gives_up_at_its_budget_and_the_next_is_served(
+    stack: StackEndpoints, store: RedisFeatureStore
+) -> None:
+    """A decision that must reserve room in a cap waits for it no longer than its read
+    may wait for the features; the connection stays in step for the next call."""
+    admin = redis.Redis.from_url(stack.redis_url)
+    customer = "budget-reserve-1"
+    try:
+        admin.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            await store.reserve_many(
+                [(customer, [Reservation("cap:a", 5, 60.0)], time.time())], budget_s=0.05
+            )
+        assert time.perf_counter() - started < PAUSE_MS / 2000
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+    # the late reply of the call that gave up is dropped, not taken for this one's
+    assert await store.reserve_many([(customer, [Reservation("cap:b", 1, 60.0)], time.time())])
+    assert not await store.reserve(customer, [Reservation("cap:b", 1, 60.0)], time.time())
