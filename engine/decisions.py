@@ -125,6 +125,8 @@ class Decider:
                 out[i] = exc
                 continue
             valid.append((i, request, placement))
+        if times is not None:
+            times.size = len(requests)
         read_at = time.perf_counter()
         try:  # the store keeps the budget: a read answered at once sets no timer
             states = await self._states([r.customer_id for _, r, _ in valid], budget)
@@ -141,7 +143,7 @@ class Decider:
             if log:
                 self._log_later(fallbacks)
             if times is not None:
-                times.size, times.read = len(requests), time.perf_counter() - read_at
+                times.read = time.perf_counter() - read_at
             return out
         ranking_at = time.perf_counter()
         items = [
@@ -191,7 +193,7 @@ class Decider:
         if log:
             self._log_later(logs)
         if times is not None:
-            times.size, times.read, times.reserving = len(requests), ranking_at - read_at, reserving
+            times.read, times.reserving = ranking_at - read_at, reserving
             times.ranking = time.perf_counter() - ranking_at - reserving
         return out
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 
+from engine.metrics import PHASES
+
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
-PHASE_ORDER = {"forming": 0, "read": 1, "ranking": 2, "reserving": 3}  # a decision's order
 
 
 def step(message: str) -> None:
@@ -138,18 +139,17 @@ def _phases(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """Where the page views' batches spent their time over the window (the API's
     ``nba_decision_phase_seconds``), and how many decisions a batch held."""
     out: dict[str, Any] = {}
-    found = after.get("phases", {})
-    for phase in sorted(found, key=lambda p: (PHASE_ORDER.get(p, len(PHASE_ORDER)), p)):
-        buckets = found[phase]
-        diff = _diff(buckets, before.get("phases", {}).get(phase, {}))
+    before_sums, after_sums = before["sums"], after["sums"]
+    for phase in (p for p in PHASES if p in after["phases"]):  # in a decision's order
+        diff = _diff(after["phases"][phase], before["phases"].get(phase, {}))
         figures = _latency(diff)
-        total = after["sums"].get(phase, 0.0) - before.get("sums", {}).get(phase, 0.0)
+        total = after_sums.get(phase, 0.0) - before_sums.get(phase, 0.0)
         count = figures["count"]
         figures["mean_ms"] = rounded(total * 1000.0 / count, 3) if count else None
         out[phase] = figures
-    diff = _diff(after.get("batch_sizes", {}), before.get("batch_sizes", {}))
+    diff = _diff(after["batch_sizes"], before["batch_sizes"])
     batches = max((c for _, c in diff), default=0.0)
-    total = after.get("sums", {}).get("size", 0.0) - before.get("sums", {}).get("size", 0.0)
+    total = after_sums.get("size", 0.0) - before_sums.get("size", 0.0)
     sizes = {
         "batches": int(batches),
         "mean": rounded(total / batches) if batches else None,
