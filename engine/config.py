@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     background_cpus: str | None = None  # the stream worker's and the embedded broker's
     adaptive: bool = True  # the adaptive layer over the registered model (nba.adaptive)
     worker_loglevel: str = "WARNING"  # the stream worker's log level (streams.transport)
+    http_protocol: Literal["lean", "uvicorn"] = "lean"  # engine.http_protocol, or uvicorn's
 
     @field_validator("redis_url")
     @classmethod

@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from engine.affinity import cpus_of, pin_process
+    from engine.http_protocol import LeanHttpProtocol
     from nba.wiring import build_app
 
     settings = _settings()
@@ -54,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "host": args.host or settings.host,
         "port": args.port or settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": LeanHttpProtocol if settings.http_protocol == "lean" else "httptools",
         "log_level": "warning",
         "access_log": False,
         # connections and requests still open at a stop get this long, then are dropped

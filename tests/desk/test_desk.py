@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.embedded import free_port
+from engine.http_protocol import LeanHttpProtocol
 from tests.conftest import ROOT, Running, auth
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -116,7 +117,14 @@ def _desk_app(upstream: str) -> Starlette:
 def _serve(app: Starlette) -> Iterator[str]:
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            http=LeanHttpProtocol,  # what `nba serve` serves with
+        )
     )
     thread = threading.Thread(target=server.run, name="desk-server", daemon=True)
     thread.start()
