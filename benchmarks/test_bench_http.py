@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -78,6 +79,10 @@ async def _serve(protocol: Any, port: int) -> asyncio.Server:
     config = uvicorn.Config(bare_app, lifespan="off", log_level="warning", access_log=False)
     config.load()
     state = ServerState()
+    state.default_headers = [  # as uvicorn's server sets them, once a second
+        (b"date", formatdate(usegmt=True).encode()),
+        *config.encoded_headers,
+    ]
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: protocol(config=config, server_state=state, app_state={}, _loop=loop),

@@ -163,9 +163,7 @@ class _Exchange:
             protocol.answered(self)
 
     def _start(self, status: int, headers: Any) -> None:
-        out = [_status_line(status)]
-        for name, value in self.protocol.server_state.default_headers:
-            out.append(b"%s: %s\r\n" % (name, value))
+        out = [_status_line(status), self.protocol.default_headers()]
         length = False
         for name, value in headers:
             name = name.lower()
@@ -222,6 +220,8 @@ class LeanHttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.scheme = "http"
+        self._defaults_of: list[tuple[bytes, bytes]] | None = None
+        self._defaults = b""
 
     # ---- the connection -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -261,6 +261,15 @@ class LeanHttpProtocol(asyncio.Protocol):
         writable, self.writable = self.writable, None
         if writable is not None and not writable.done():
             writable.set_result(None)
+
+    def default_headers(self) -> bytes:
+        """uvicorn's headers for every response (``date``, ``server``), encoded once per
+        list: its server replaces the list when the date changes, once a second."""
+        current = self.server_state.default_headers
+        if current is not self._defaults_of:
+            self._defaults_of = current
+            self._defaults = b"".join(b"%s: %s\r\n" % (n, v) for n, v in current)
+        return self._defaults
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

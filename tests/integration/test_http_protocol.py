@@ -180,6 +180,8 @@ def test_keep_alive_serves_requests_in_turn(port: int) -> None:
                 "version": "1.1",
             }
             assert "connection" not in headers
+            assert headers["server"] == "uvicorn"  # the server's headers on every answer
+            assert headers["date"].endswith(" GMT")
 
 
 def test_pipelined_requests_are_answered_in_their_order(port: int) -> None:
