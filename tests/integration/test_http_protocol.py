@@ -357,3 +357,58 @@ def test_an_upgrade_request_is_answered_plainly_then_closed(
         assert orjson.loads(body)["path"] == "/echo"
         assert headers["connection"] == "close"
         assert reader.closed()
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "path", "query"),
+    [
+        (b"/\xc3\xa9", 400, None, None),  # raw non-ASCII bytes in the path
+        (b"/a%20b?q=%C3%A9", 200, "/a b", "q=%C3%A9"),  # the path decoded, the query not
+        (b"http://x/abs", 200, "/abs", ""),  # absolute form
+    ],
+)
+def test_request_targets(
+    port: int, target: bytes, status: int, path: str | None, query: str | None
+) -> None:
+    with connect(port) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nhost: x\r\n\r\n" % target)
+        got, _, body = Reader(sock).response()
+        assert got == status
+        if status == 200:
+            echoed = orjson.loads(body)
+            assert (echoed["path"], echoed["query"]) == (path, query)
+
+
+@pytest.mark.parametrize("protocol", ["lean", "uvicorn"])
+def test_a_graceful_stop_answers_what_is_in_hand_then_closes(protocol: str) -> None:
+    chosen = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=chosen,
+        http=LeanHttpProtocol if protocol == "lean" else "httptools",
+        lifespan="off",
+        log_level="critical",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    with connect(chosen) as idle, connect(chosen) as busy:
+        idle.sendall(request_bytes("GET", "/echo"))
+        idle_reader = Reader(idle)
+        assert idle_reader.response()[0] == 200
+        busy.sendall(request_bytes("POST", "/slow", b"in hand"))
+        time.sleep(0.01)  # the request is with the app
+        server.should_exit = True
+        stopping = time.monotonic()
+        busy_reader = Reader(busy)
+        status, _, body = busy_reader.response()
+        assert (status, orjson.loads(body)["body"]) == (200, "in hand")
+        assert busy_reader.closed()
+        assert idle_reader.closed()
+        assert time.monotonic() - stopping < 2  # not the keep-alive's nor the stop's 5 s
+    thread.join(10)
+    assert not thread.is_alive()
