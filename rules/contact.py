@@ -89,7 +89,9 @@ class ContactRules:
         """Positions in ``idx`` the policies exclude, with the reason for each."""
         if not counters:
             return {}
-        where = {int(a): pos for pos, a in enumerate(idx)}
+        # dict(zip(...tolist())): a comprehension over the numpy array took 15 µs for 100
+        # candidates, this 6 µs (scratch timeit, this machine)
+        where = dict(zip(idx.tolist(), range(len(idx)), strict=True))
         out: dict[int, str] = {}
         for key, value in counters.items():
             if key.endswith(DECLINE_SUFFIX):
