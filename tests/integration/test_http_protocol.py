@@ -222,25 +222,27 @@ def test_expect_continue_is_answered_before_the_body_is_sent(port: int) -> None:
         assert orjson.loads(body)["body"] == "body"
 
 
-def test_http_1_0_gets_its_answer_then_the_connection_closes(port: int) -> None:
+def answered_then_closed(port: int, raw: bytes) -> tuple[int, bytes]:
+    """The status and body of the answer to ``raw``, which must say ``connection: close``
+    and be followed by the server closing the connection."""
     with connect(port) as sock:
         reader = Reader(sock)
-        sock.sendall(request_bytes("GET", "/echo", version="1.0"))
+        sock.sendall(raw)
         status, headers, body = reader.response()
-        assert status == 200
-        assert orjson.loads(body)["version"] == "1.0"
         assert headers["connection"] == "close"
         assert reader.closed()
+    return status, body
+
+
+def test_http_1_0_gets_its_answer_then_the_connection_closes(port: int) -> None:
+    status, body = answered_then_closed(port, request_bytes("GET", "/echo", version="1.0"))
+    assert status == 200
+    assert orjson.loads(body)["version"] == "1.0"
 
 
 def test_connection_close_is_honoured(port: int) -> None:
-    with connect(port) as sock:
-        reader = Reader(sock)
-        sock.sendall(request_bytes("GET", "/echo", b"", "connection: close"))
-        status, headers, _ = reader.response()
-        assert status == 200
-        assert headers["connection"] == "close"
-        assert reader.closed()
+    status, _ = answered_then_closed(port, request_bytes("GET", "/echo", b"", "connection: close"))
+    assert status == 200
 
 
 def test_a_response_without_length_is_sent_chunked(port: int) -> None:
@@ -266,24 +268,14 @@ def test_head_gets_the_headers_without_the_body(port: int) -> None:
 
 
 def test_a_malformed_request_gets_400_and_the_connection_closes(port: int) -> None:
-    with connect(port) as sock:
-        reader = Reader(sock)
-        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        status, _, body = reader.response()
-        assert status == 400
-        assert b"Invalid HTTP request" in body
-        assert reader.closed()
+    status, body = answered_then_closed(port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400
+    assert b"Invalid HTTP request" in body
 
 
 @pytest.mark.parametrize("path", ["/fail", "/silent"])
 def test_an_app_that_does_not_answer_gives_500(port: int, path: str) -> None:
-    with connect(port) as sock:
-        reader = Reader(sock)
-        sock.sendall(request_bytes("GET", path))
-        status, headers, _ = reader.response()
-        assert status == 500
-        assert headers["connection"] == "close"
-        assert reader.closed()
+    assert answered_then_closed(port, request_bytes("GET", path))[0] == 500
 
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_time(port: int) -> None:
@@ -347,16 +339,10 @@ def test_an_upgrade_request_is_answered_plainly_then_closed(
 ) -> None:
     if request.node.callspec.params["port"] != "lean":
         pytest.skip("uvicorn's protocol hands the connection to its WebSocket protocol")
-    with connect(port) as sock:
-        reader = Reader(sock)
-        sock.sendall(
-            request_bytes("GET", "/echo", b"", "connection: upgrade", "upgrade: websocket")
-        )
-        status, headers, body = reader.response()
-        assert status == 200
-        assert orjson.loads(body)["path"] == "/echo"
-        assert headers["connection"] == "close"
-        assert reader.closed()
+    upgrade = request_bytes("GET", "/echo", b"", "connection: upgrade", "upgrade: websocket")
+    status, body = answered_then_closed(port, upgrade)
+    assert status == 200
+    assert orjson.loads(body)["path"] == "/echo"
 
 
 @pytest.mark.parametrize(
