@@ -4,13 +4,13 @@ Why not uvicorn's own httptools protocol: it writes a response's head as soon as
 starts the response and its body in a second ``send`` system call, and per request it builds
 a response cycle object, an ``asyncio.Event`` and a keep-alive timer that is cancelled and
 set again. A page view pays all of it, and at the issue's loads the HTTP layer was about a
-third of the API's CPU. Here the head waits for the body and both leave in one write: in a
-py-spy profile of the side-by-side benchmark below, uvicorn's two writes held 18.5% of the
-samples and this protocol's one write 5.6%. With the same parser (httptools), the same event loop (uvloop)
-and a bare ASGI app that answers at once, this protocol cost 88-105 µs of server CPU a
-request against 141-156 µs for uvicorn's, at 1,000 requests/s from a client on the
-other CPU (two pairs alternated). uvicorn still runs the server around it: the sockets,
-the worker processes, lifespan, the ``date`` header, signals and the graceful stop.
+third of the API's CPU. Here the head waits for the body and both leave in one write. With
+the same parser (httptools), the same event loop (uvloop) and a bare ASGI app, a request
+cost 38-44 µs of CPU against 57-68 µs for uvicorn's protocol, client included, side by side
+in one process (``benchmarks/test_bench_http.py``); in a py-spy profile of that benchmark
+uvicorn's two writes held 18.5% of the samples, this protocol's one write 5.6%. uvicorn
+still runs the server around it: the sockets, the worker processes, lifespan, the ``date``
+header, signals and the graceful stop.
 
 What it does, per connection: requests parsed as they arrive and answered one after
 another in their order (pipelining included); request bodies streamed to the app, with
