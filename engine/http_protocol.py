@@ -51,6 +51,7 @@ _BODYLESS_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _DISCONNECT: Message = {"type": "http.disconnect"}
+_ASGI = {"version": "3.0", "spec_version": "2.3"}  # shared by every scope, as the constant it is
 
 
 _STATUS_LINES: dict[int, bytes] = {}
@@ -88,11 +89,17 @@ class _Exchange:
         "waiter",
     )
 
-    def __init__(self, protocol: LeanHttpProtocol, scope: dict[str, Any], keep_alive: bool):
+    def __init__(
+        self,
+        protocol: LeanHttpProtocol,
+        scope: dict[str, Any],
+        keep_alive: bool,
+        expect_continue: bool,
+    ) -> None:
         self.protocol = protocol
         self.scope = scope
         self.keep_alive = keep_alive
-        self.expect_continue = False
+        self.expect_continue = expect_continue
         self.head_request = scope["method"] == "HEAD"
         self.chunks: list[bytes] = []
         self.buffered = 0
@@ -128,7 +135,7 @@ class _Exchange:
             self.chunks = []
             self.buffered = 0
             self.body_sent = self.complete
-            self.protocol.body_taken()
+            self.protocol.read_on()  # the buffered body is the app's now
             return {"type": "http.request", "body": body, "more_body": not self.complete}
         while not self.disconnected and not self.finished:  # the body was read in full
             await self._wait()
@@ -215,6 +222,7 @@ class LeanHttpProtocol(asyncio.Protocol):
         self.incoming: _Exchange | None = None  # the request being parsed
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.expecting = False  # the request being parsed asked for 100-continue
         self.writable: asyncio.Future[None] | None = None  # while the transport is full
         self.reading_paused = False
         self.closing = False
@@ -320,12 +328,17 @@ class LeanHttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.expecting = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value.rstrip(b" \t")))
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expecting = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -336,7 +349,7 @@ class LeanHttpProtocol(asyncio.Protocol):
             path = urllib.parse.unquote(path)
         scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": _ASGI,
             "http_version": parser.get_http_version(),
             "server": self.server,
             "client": self.client,
@@ -350,10 +363,9 @@ class LeanHttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
         }
         keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
-        exchange = self.incoming = _Exchange(self, scope, keep_alive and not self.closing)
-        for name, value in self.headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                exchange.expect_continue = True
+        exchange = self.incoming = _Exchange(
+            self, scope, keep_alive and not self.closing, self.expecting
+        )
         self.exchanges.append(exchange)
         if len(self.exchanges) == 1:
             self._serve(exchange)
@@ -380,9 +392,15 @@ class LeanHttpProtocol(asyncio.Protocol):
         exchange.complete = True
         exchange.wake()
 
-    def body_taken(self) -> None:
-        """The app took the buffered body: read on, unless a pipelined request waits."""
-        if self.reading_paused and len(self.exchanges) <= 1:
+    def read_on(self) -> None:
+        """Resume reading if it was paused and nothing holds it any more: no pipelined
+        request waits, and the request being parsed buffers no more than HIGH_WATER."""
+        incoming = self.incoming
+        if (
+            self.reading_paused
+            and len(self.exchanges) <= 1
+            and (incoming is None or incoming.buffered <= HIGH_WATER)
+        ):
             self.reading_paused = False
             assert self.transport is not None
             self.transport.resume_reading()
@@ -454,10 +472,4 @@ class LeanHttpProtocol(asyncio.Protocol):
         self.active_at = self.loop.time()
         if self.exchanges:
             self._serve(self.exchanges[0])
-        if self.reading_paused and len(self.exchanges) <= 1 and self._body_drained():
-            self.reading_paused = False
-            self.transport.resume_reading()
-
-    def _body_drained(self) -> bool:
-        incoming = self.incoming
-        return incoming is None or incoming.buffered <= HIGH_WATER
+        self.read_on()

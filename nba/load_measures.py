@@ -92,23 +92,17 @@ def parse_metrics(text: str) -> dict[str, Any]:
         for sample in family.samples:
             labels = sample.labels
             if sample.name == "nba_decision_phase_seconds_bucket":
-                le = float(labels["le"])
-                phase = phases[labels["phase"]]
-                phase[le] = phase.get(le, 0.0) + sample.value
+                _add_bucket(phases[labels["phase"]], labels, sample.value)
             elif sample.name == "nba_decision_phase_seconds_sum":
                 sums[labels["phase"]] += sample.value
             elif sample.name == "nba_decision_batch_size_bucket":
-                le = float(labels["le"])
-                sizes[le] = sizes.get(le, 0.0) + sample.value
+                _add_bucket(sizes, labels, sample.value)
             elif sample.name == "nba_decision_batch_size_sum":
                 sums["size"] += sample.value
             elif sample.name == "nba_decision_seconds_bucket":
-                le = float(labels["le"])
-                channel = labels.get("channel", "?")
-                decision[channel][le] = decision[channel].get(le, 0.0) + sample.value
+                _add_bucket(decision[labels.get("channel", "?")], labels, sample.value)
             elif sample.name == "nba_decision_batch_seconds_bucket":
-                le = float(labels["le"])
-                batch[le] = batch.get(le, 0.0) + sample.value
+                _add_bucket(batch, labels, sample.value)
             elif sample.name == "nba_decisions_total":
                 key = (labels["channel"], labels["group"], labels["fallback"])
                 counts[key] = counts.get(key, 0.0) + sample.value
@@ -120,6 +114,12 @@ def parse_metrics(text: str) -> dict[str, Any]:
         "batch_sizes": sizes,
         "sums": dict(sums),
     }
+
+
+def _add_bucket(buckets: dict[float, float], labels: Mapping[str, str], value: float) -> None:
+    """A histogram bucket's count added to its upper bound (every API process's)."""
+    le = float(labels["le"])
+    buckets[le] = buckets.get(le, 0.0) + value
 
 
 def _diff(after: Mapping[float, float], before: Mapping[float, float]) -> list[tuple[float, float]]:
