@@ -286,12 +286,13 @@ class CpuWatch:
 
 
 def worker_backlog(
-    brokers: str, group: str, topics: Mapping[str, str], timeout_s: float = 60.0
+    brokers: str, group: str | Mapping[str, str], topics: Mapping[str, str], timeout_s: float = 60.0
 ) -> dict[str, Any]:
     """How far behind the stream worker is when the load stops, and how long it takes to
-    catch up. ``topics`` maps a short name to the topic. A worker that kept up is behind
-    by what arrived since its last commit (every 0.5 s), and catches up at once; one that
-    was starved of CPU shows it here, where the latency figures would not."""
+    catch up. ``topics`` maps a short name to the topic; ``group`` is the group reading
+    them, or each topic's group (:func:`streams.worker.reading_groups`). A worker that
+    kept up is behind by what arrived since its last commit (every 0.5 s), and catches up
+    at once; one that was starved of CPU shows it here, where the latency figures would not."""
     from streams.lag import consumer_lag, wait_for_lag_zero
 
     names = {topic: short for short, topic in topics.items()}

@@ -113,7 +113,7 @@ class Served:
 
     base_url: str
     brokers: str
-    group: str
+    groups: dict[str, str]  # topic -> the consumer group reading it
     topics: dict[str, str]
 
 
@@ -134,7 +134,7 @@ def _serving(
     from nba.processes import child_env, nba_command, spawn
     from rules.catalogue import load_catalogue
     from streams.lag import wait_for_lag_zero
-    from streams.worker import WORKER_TOPICS, worker_group
+    from streams.worker import WORKER_TOPICS, reading_groups, worker_group
 
     logs = settings.data_dir / "logs"
     step("starting Redis and the Kafka-protocol broker (embedded unless configured)")
@@ -191,7 +191,7 @@ def _serving(
         yield Served(
             base_url,
             endpoints.kafka_brokers,
-            worker_group(settings.topic_prefix),
+            reading_groups(settings.topic_prefix),
             {name: settings.topic(name) for name in WORKER_TOPICS},
         )
 
@@ -293,7 +293,7 @@ def run_loadtest(
             )
             if served is not None and settings is not None:  # it started the stack
                 report["stream_worker"] = {
-                    **worker_backlog(served.brokers, served.group, served.topics),
+                    **worker_backlog(served.brokers, served.groups, served.topics),
                     "background_nice": settings.background_nice,
                 }
                 report["cpus"] = {"api": settings.api_cpus, "background": settings.background_cpus}

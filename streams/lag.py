@@ -1,16 +1,28 @@
-"""Consumer lag of a group: how many events it has not yet committed, per topic."""
+"""Consumer lag: how many events a group has not yet committed, per topic."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+Groups = str | Mapping[str, str]  # one group for every topic, or each topic's group
 
-async def consumer_lag(brokers: str, group: str, topics: Sequence[str]) -> dict[str, int]:
+
+async def consumer_lag(brokers: str, group: Groups, topics: Sequence[str]) -> dict[str, int]:
     """End offset minus committed offset, summed over each topic's partitions."""
+    lag = dict.fromkeys(topics, 0)
+    by_group: dict[str, list[str]] = {}
+    for topic in topics:
+        by_group.setdefault(group if isinstance(group, str) else group[topic], []).append(topic)
+    for name, read in by_group.items():
+        lag.update(await _group_lag(brokers, name, read))
+    return lag
+
+
+async def _group_lag(brokers: str, group: str, topics: list[str]) -> dict[str, int]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=brokers.split(","), group_id=group, enable_auto_commit=False
     )
@@ -36,7 +48,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def wait_for_lag_zero(
-    brokers: str, group: str, topics: Sequence[str], timeout_s: float = 120.0
+    brokers: str, group: Groups, topics: Sequence[str], timeout_s: float = 120.0
 ) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -32,6 +32,7 @@ from streams.batches import BackgroundBatches
 from streams.handlers import clickstream_writes, crm_writes, response_writes
 from streams.lag import consumer_lag
 from streams.learner import Learner
+from streams.log_reader import LOG_TOPIC, DecisionLogReader, log_group
 from streams.stats import StreamStats
 from streams.transport import WorkerApp
 
@@ -49,6 +50,16 @@ def worker_group(topic_prefix: str) -> str:
     """One consumer group per deployment (topic prefix): workers of another prefix on
     the same broker neither share nor rebalance this one's partitions."""
     return f"{WORKER_GROUP}-{topic_prefix.rstrip('.') or 'default'}"
+
+
+def reading_groups(topic_prefix: str) -> dict[str, str]:
+    """The consumer group that reads each of the worker's topics: the agents share the
+    worker group, the decision log has its own (:mod:`streams.log_reader`)."""
+    group = worker_group(topic_prefix)
+    return {
+        f"{topic_prefix}{name}": log_group(group) if name == LOG_TOPIC else group
+        for name in WORKER_TOPICS
+    }
 
 
 def decode_event(raw: Any, model: type[E]) -> tuple[E | None, str | None]:
@@ -159,7 +170,10 @@ def create_worker_app(
     state: dict[str, Any] = {}
     stats = StreamStats()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    topics = [settings.topic(t) for t in WORKER_TOPICS]
+    groups = {
+        topic: log_group(app_id) if topic == settings.topic(LOG_TOPIC) else app_id
+        for topic in (settings.topic(t) for t in WORKER_TOPICS)
+    }
 
     def store() -> FeatureStore:
         if "store" not in state:
@@ -273,12 +287,27 @@ def create_worker_app(
         @app.timer(5.0)  # type: ignore[untyped-decorator]
         async def measure_lag() -> None:
             with contextlib.suppress(Exception):
-                lag = await consumer_lag(brokers, app_id, topics)
+                lag = await consumer_lag(brokers, groups, list(groups))
                 stats.lag = {t.removeprefix(settings.topic_prefix): n for t, n in lag.items()}
 
     agent_for("crm", CrmEvent, writes_of(crm_writes))
     agent_for("clickstream", ClickstreamEvent, writes_of(clickstream_writes))
     agent_for("responses", ResponseEvent, responses)
     if impact_factory is not None:
-        agent_for("decisions", DecisionRecord, decisions)
+        reader = DecisionLogReader(
+            brokers,
+            settings.topic(LOG_TOPIC),
+            log_group(app_id),
+            lambda raw: decode_event(raw, DecisionRecord),
+            lambda records: _until_stored(LOG_TOPIC, decisions, records),
+            dead_letter,
+            lambda records, applied: stats.observe(
+                LOG_TOPIC, [r.timestamp.timestamp() for r in records], applied
+            ),
+        )
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def read_decision_log() -> None:
+            await reader.run()
+
     return app

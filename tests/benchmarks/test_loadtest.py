@@ -9,7 +9,7 @@ import pytest
 
 from nba.load_measures import worker_backlog
 from nba.loadtest import run_loadtest
-from streams.worker import WORKER_TOPICS, worker_group
+from streams.worker import WORKER_TOPICS, reading_groups
 from tests.conftest import KEYS, Running
 from tests.reliability._support import produce
 
@@ -75,7 +75,7 @@ def test_the_worker_backlog_counts_what_a_group_has_not_committed(running: Runni
     brokers = running.endpoints.kafka_brokers
     topics = {name: f"it.{name}" for name in WORKER_TOPICS}
     produce(brokers, "it.crm", [(b"nobody", b"not an event: dead-lettered")])
-    kept_up = worker_backlog(brokers, worker_group("it."), topics, timeout_s=30.0)
+    kept_up = worker_backlog(brokers, reading_groups("it."), topics, timeout_s=30.0)
     assert kept_up["caught_up_in_s"] is not None and kept_up["caught_up_in_s"] < 30.0
     assert set(kept_up["by_topic"]) == set(WORKER_TOPICS)
     idle = worker_backlog(brokers, "a-group-that-never-read", topics, timeout_s=0.5)
