@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from benchmarks.conftest import _collected
 from engine.embedded import EmbeddedStack
@@ -23,6 +26,9 @@ from streams.worker import worker_group
 
 pytestmark = pytest.mark.benchmark
 ROOT = Path(__file__).resolve().parent.parent
+CATEGORIES = ("shoes", "bags", "electronics", "home", "sports", "beauty")
+WINDOWS = ("5m", "1h", "24h", "7d")
+LABEL_WINDOW_S = 10.0  # the learner labels a shown action unanswered after this long
 TOPICS = ["sb.clickstream", "sb.crm", "sb.responses", "sb.decisions", "sb.dlq"]
 
 
@@ -131,3 +137,122 @@ def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
     }
     print(_collected["stream_worker_throughput"], _collected["stream_freshness_at_2000_per_s"])
     assert throughput > 0
+
+
+def decision_records(count: int, run: str) -> list[tuple[bytes, bytes]]:
+    """Decision log records shaped as the engine logs a web decision over 100 candidates:
+    about 50 features, 100 candidates' scores and shares, three actions shown and learned."""
+    rng = random.Random(7)
+    actions = [f"a-{i:03d}" for i in range(100)]
+    views = {
+        a: {"id": a, "kind": "offer", "value": 10.0 + i % 40, "lever": 1.0,
+            "channels": ["web"], "category": CATEGORIES[i % len(CATEGORIES)]}
+        for i, a in enumerate(actions)
+    }  # fmt: skip
+    records = []
+    for i in range(count):
+        features: dict[str, object] = {"segment": "retail", "value_class": "B", "age": 30 + i % 40}
+        features |= {f"views_{w}_{c}": float(rng.randrange(6)) for w in WINDOWS for c in CATEGORIES}
+        shown = rng.sample(actions, 3)
+        record = {
+            "decision_id": f"d-{run}{i:08x}-web",
+            "timestamp": time.time(),
+            "customer_id": f"sb-{i % 500}",
+            "channel": "web",
+            "placement": "home_hero",
+            "context": {"page_category": "shoes", "device": "mobile", "channel": "web"},
+            "features": features,
+            "group": "treatment",
+            "fallback": False,
+            "model_version": "bench",
+            "policy_version": "bench",
+            "candidates": {
+                "action_ids": actions,
+                "propensity": [rng.random() / 10 for _ in actions],
+                "priority": [rng.random() for _ in actions],
+                "p_chosen": [0.01] * len(actions),
+            },
+            "chosen": shown,
+            "learn": [{"action_id": a, "view": views[a], "offset": -2.5} for a in shown],
+        }
+        records.append((record["customer_id"].encode(), orjson.dumps(record)))
+    return records
+
+
+async def produce_records(brokers: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, linger_ms=5, max_batch_size=262144)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def wait_counted(redis_url: str, count: int, timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker_figures(redis_url).get("decisions|applied", 0) >= count:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"{count} decision records not counted in {timeout_s} s")
+
+
+def test_worker_cpu_per_decision_record(tmp_path: Path) -> None:
+    """The stream worker's CPU for each decision log record it reads (impact counters and
+    the adaptive learner's memory of what was shown), learning included: the records are
+    queued at once, and the CPU is read after the learner has labelled them all."""
+    import psutil
+
+    with EmbeddedStack(tmp_path / "stack", topics=TOPICS) as endpoints:
+        env = {
+            **os.environ,
+            "NBA_REDIS_URL": endpoints.redis_url,
+            "NBA_KAFKA_BROKERS": endpoints.kafka_brokers,
+            "NBA_TOPIC_PREFIX": "sb.",
+            "NBA_DATA_DIR": str(tmp_path / "data"),
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "nba.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=(tmp_path / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            warm, count = 2000, 30_000
+            asyncio.run(
+                produce_records(
+                    endpoints.kafka_brokers, "sb.decisions", decision_records(warm, "w")
+                )
+            )
+            wait_counted(endpoints.redis_url, warm, 90)
+            time.sleep(LABEL_WINDOW_S + 2)  # the warm-up's lessons learned
+            records = decision_records(count, "m")
+            process = psutil.Process(worker.pid)
+            before = sum(process.cpu_times()[:2])
+            started = time.monotonic()
+            asyncio.run(produce_records(endpoints.kafka_brokers, "sb.decisions", records))
+            done = wait_counted(endpoints.redis_url, warm + count, 300)
+            counted = sum(process.cpu_times()[:2]) - before
+            time.sleep(LABEL_WINDOW_S + 2)  # every record's shown actions learned
+            learned = sum(process.cpu_times()[:2]) - before
+        finally:
+            worker.terminate()
+            worker.wait(20)
+    figures = {
+        "records": count,
+        "records_per_s": count / (done - started),
+        "cpu_us_per_record_counted": counted / count * 1e6,
+        "cpu_us_per_record_learned": learned / count * 1e6,
+    }
+    us = figures["cpu_us_per_record_learned"]
+    _collected["stream_worker_decision_record_cpu"] = {
+        **figures,
+        "p50_us": us,
+        "p90_us": us,
+        "p99_us": us,
+    }
+    print(figures)
+    assert figures["records_per_s"] > 0
