@@ -90,6 +90,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Rows = IntArray | Sequence[int] | None
 Actions = ActionTable | Sequence[Mapping[str, Any]]
+KNOWN_ACTIONS_LIMIT = 10_000  # the learner's table of actions starts afresh past this
 
 
 class Observation(NamedTuple):
@@ -126,7 +127,9 @@ class AdaptiveModel:
         self._z = np.zeros(2 * dims, dtype=np.complex128)
         self._z.imag[:dims] = 1.0 / prior_precision
         self._q = np.full(dims, prior_precision)  # the precisions themselves
-        self._tables: dict[tuple[str, ...], tuple[list[dict[str, Any]], ActionTable]] = {}
+        # every action learned from, hashed once: id -> (its view, its row in the table)
+        self._known: dict[str, tuple[dict[str, Any], int]] = {}
+        self._known_table = self.hasher.table([])
 
     # ---- parameters -------------------------------------------------------------------
     @property
@@ -196,17 +199,33 @@ class AdaptiveModel:
         """Hash a catalogue's actions once (at load); pass the table to sample and mean."""
         return self.hasher.table(action_views, priors)
 
-    def _table(self, views: Sequence[Mapping[str, Any]]) -> ActionTable:
-        """These actions' table, in this order, cached by their ids while their views are
-        unchanged: the actions a decision showed are hashed together, once."""
-        key = tuple(str(view.get("id")) for view in views)
-        found = self._tables.get(key)
-        if found is None or any(old != new for old, new in zip(found[0], views, strict=True)):
-            if len(self._tables) >= 10_000:
-                self._tables.clear()
-            found = ([dict(view) for view in views], self.hasher.table(views))
-            self._tables[key] = found
-        return found[1]
+    def _known_rows(self, views: Sequence[Mapping[str, Any]]) -> tuple[ActionTable, list[int]]:
+        """A table holding these actions and their rows in it. The actions a decision
+        showed are a different few each time; hashing each such set took the learner
+        more CPU than learning from it. So every action learned from is hashed once,
+        into one table, again only when its view changes (a catalogue change)."""
+        rows = []
+        for view in views:
+            found = self._known.get(str(view.get("id")))
+            if found is None or found[0] != view:
+                return self._learn_views(views)
+            rows.append(found[1])
+        return self._known_table, rows
+
+    def _learn_views(self, views: Sequence[Mapping[str, Any]]) -> tuple[ActionTable, list[int]]:
+        """:meth:`_known_rows` for views not in the table yet (or changed): they join it."""
+        if any("id" not in view for view in views):  # hashed by their position: as given
+            return self.hasher.table(views), list(range(len(views)))
+        known = {} if len(self._known) >= KNOWN_ACTIONS_LIMIT else dict(self._known)
+        for view in views:
+            known[str(view["id"])] = (dict(view), -1)
+        table = self.hasher.table([view for view, _ in known.values()])
+        self._known = {key: (view, row) for row, (key, (view, _)) in enumerate(known.items())}
+        self._known_table = table
+        rows = [self._known[str(view["id"])] for view in views]
+        if any(stored != view for (stored, _), view in zip(rows, views, strict=True)):
+            return self.hasher.table(views), list(range(len(views)))  # one id, two views
+        return table, [row for _, row in rows]
 
     def features(
         self,
@@ -305,7 +324,7 @@ class AdaptiveModel:
         rewards = np.array([obs.reward for obs in batch], dtype=np.float64)
         offsets = np.array(
             [
-                self._table((obs.action,)).offsets[0] if obs.offset is None else obs.offset
+                _prior_logit(*self._known_rows((obs.action,))) if obs.offset is None else obs.offset
                 for obs in batch
             ],
             dtype=np.float64,
@@ -344,28 +363,35 @@ class AdaptiveModel:
         for members in decisions.values():
             head = batch[members[0]]
             request = self.hasher.request(head.customer, head.context)
-            table = self._table([batch[n].action for n in members])
+            table, rows = self._known_rows([batch[n].action for n in members])
             cells = 2 * len(request.tokens) + table.width + 2 * table.depth * len(request.crossing)
             widest = max(widest, cells)
-            work.append((np.array(members, dtype=np.int64), request, table))
+            shown = np.array(rows, dtype=np.intp)
+            work.append(
+                (
+                    np.array(members, dtype=np.int64),
+                    request,
+                    (table.packed[shown], table.scales[shown], table.width, table.depth),
+                )
+            )
         index = np.empty((len(batch), widest), dtype=np.int64)
         x = np.empty((len(batch), widest))
         lengths = np.zeros(len(batch), dtype=np.int64)
         shift, dims = self.hasher.shift_bits, self.dims
-        for rows, request, table in work:
+        for at, request, (packed, scales, width, depth) in work:
             design_rows(
                 request.tokens,
                 request.shared_values,
                 request.crossing,
                 request.values,
-                table.packed,
-                table.scales,
-                table.width,
-                table.depth,
+                packed,
+                scales,
+                width,
+                depth,
                 request.block_values,
                 shift,
                 dims,
-                rows,
+                at,
                 index,
                 x,
                 lengths,
@@ -374,6 +400,10 @@ class AdaptiveModel:
         bounds = np.zeros(len(batch) + 1, dtype=np.int64)
         np.cumsum(lengths, out=bounds[1:])
         return index[filled], x[filled], bounds
+
+
+def _prior_logit(table: ActionTable, rows: list[int]) -> float:
+    return float(table.offsets[rows[0]])
 
 
 def _check(rewards: FloatArray, offsets: FloatArray, weights: FloatArray) -> None:

@@ -234,6 +234,32 @@ _WORDS = st.sampled_from(["shoes", "bags", "gold", "x", ""])
 _SCALARS = st.one_of(_WORDS, st.integers(-50, 50), st.floats(-1e3, 1e3), st.booleans())
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    views=st.lists(
+        st.dictionaries(st.sampled_from(["category", "band", "vip", "value", "tag"]), _SCALARS),
+        min_size=1,
+        max_size=6,
+    ),
+    customer=st.dictionaries(st.sampled_from(["segment", "fav", "orders"]), _SCALARS),
+    context=st.dictionaries(st.sampled_from(["page_category", "device"]), _SCALARS),
+)
+def test_an_actions_rows_do_not_depend_on_the_actions_learned_before(
+    views: list[dict[str, Any]], customer: dict[str, Any], context: dict[str, Any]
+) -> None:
+    """The learner keeps one table of every action it has learned from, as wide as the
+    widest: an action's buckets and values are those it has on a model that never saw
+    another action."""
+    actions = [{"id": f"a{n}", **view} for n, view in enumerate(views)]
+    seasoned = AdaptiveModel(dims=2**12, seed=0)
+    for action in actions:  # one at a time: the table grows
+        seasoned.update(customer, context, action, 0.0)
+    batch = [Observation(customer, context, action, 0.0) for action in actions]
+    for action, (index, x) in zip(actions, seasoned._rows(batch), strict=True):
+        fresh_index, fresh_x = AdaptiveModel(dims=2**12, seed=0).features(customer, context, action)
+        assert np.array_equal(index, fresh_index) and np.array_equal(x, fresh_x)
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     decisions=st.lists(
