@@ -9,14 +9,16 @@ is counted once per decision, atomically, by one Lua call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 from redis.typing import EncodableT
 
+from engine.errors import StoredDataError
 from engine.writes import RESPONSE_OUTCOMES, ImpactResponse
-from feature_store.connect import Call, Client, LazyRedis, Script
+from feature_store.connect import Call, Client, LazyRedis, Script, unavailable
 
 IMPACT = Script(resources.files("feature_store").joinpath("impact.lua").read_text())
 MARKER_TTL_S = 30 * 86400
@@ -83,12 +85,13 @@ class RedisImpactStore:
         return [bool(x) for x in await IMPACT.run_many(await self.redis(), calls)]
 
     async def cells(self) -> list[Cell]:
-        raw = await (await self.redis()).hgetall(self.counts_key)
+        """Every cell; a field that cannot be a counter raises :class:`StoredDataError`."""
+        with unavailable():  # Redis away: a 503 at the API, one line from the CLI
+            raw = await (await self.redis()).hgetall(self.counts_key)
         found: dict[tuple[str, str, str], dict[str, float]] = {}
         for key, value in raw.items():
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            action, channel, group, metric = text.split("|", 3)
-            found.setdefault((action, channel, group), {})[metric] = float(value)
+            cell, metric, number = _entry(key, value)
+            found.setdefault(cell, {})[metric] = number
         return [
             Cell(
                 action,
@@ -104,3 +107,25 @@ class RedisImpactStore:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+def _entry(key: bytes | str, value: bytes | str) -> tuple[tuple[str, str, str], str, float]:
+    """(action, channel, group), metric and number of one field of the counts hash.
+
+    The field is ``action|channel|group|metric``: an action id has no ``|``, a group and a
+    metric neither, so a channel taken from a caller's decision id may hold one.
+    """
+    text = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+    parts = text.rsplit("|", 2)
+    action, _, channel = parts[0].partition("|")
+    if len(parts) != 3 or not action or not channel:
+        raise StoredDataError(f"uplift counter {text!r} is not named action|channel|group|metric")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    counts = parts[2] not in ("value", "value_sq")
+    if not math.isfinite(number) or (counts and not number.is_integer()):
+        kind = "an integer" if counts else "a finite number"
+        raise StoredDataError(f"uplift counter {text!r} is not {kind}: {value!r}")
+    return (action, channel, parts[1]), parts[2], number

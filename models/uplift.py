@@ -19,6 +19,24 @@ value per decision (Welch normal interval): see :mod:`models.uplift_stats`. A ve
 only where the absolute interval excludes zero. Each verdict is its own 95% test: among many
 actions with no effect, about one in forty is called a winner by chance.
 
+Counts ahead of their decisions. The worker counts decisions from the decision log and
+responses from the responses topic, so a response can be counted before its decision (the log
+lags under load, by thousands of records), and a response naming an action its decision did
+not choose lands in a cell whose decisions never come. A cell (action, channel, group), its
+shards added up, whose responders of a reported outcome exceed its decisions, or whose value
+sums need more decisions than it counts (``value_sum**2 > decisions * value_sum_sq``), is not a
+set of decisions and their responders. Such a cell is *set aside*: it is left out of every
+rate, uplift, interval and verdict, in its action's row and in the campaign and channel rows it
+belongs to, and each of those rows is ``flagged`` with a ``note``; the group's ``set_aside``
+still shows the cell's counts, with ``unmatched``, per outcome, the responders beyond its
+decisions: at least that many responses have no matching decision. Capping the responders at
+the decisions instead would report a rate of up to 100% from counts known to be wrong, and can
+call a winner out of a lagging log; leaving the cell out keeps every rate a rate of decisions
+actually counted. Once the decisions are counted, the cell is measured again. Outcomes the
+report does not measure (impression, decline) never set a cell aside. Counts that cannot be
+right however late the log is (negative or non-integer counts, sums that are not finite, a
+value sum without a sum of squares) are refused with :class:`CountsError` naming the field.
+
 >>> cells = [
 ...     ArmCounts("a", "web", None, "treatment", 10_000, {"click": 600}, 6000.0, 60000.0),
 ...     ArmCounts("a", "web", None, "control", 10_000, {"click": 400}, 4000.0, 40000.0),
@@ -26,6 +44,16 @@ actions with no effect, about one in forty is called a winner by chance.
 >>> row = build_report(cells).actions[0]
 >>> row.verdict, row.reach, row.outcome("click").absolute.rounded(4)
 ('winner', 20000, Interval(estimate=0.02, low=0.014, high=0.0261))
+
+A click on an action no decision chose is reported, flagged, and measures nothing:
+
+>>> stray = ArmCounts("b", "web", None, "treatment", 0, {"click": 1}, 0.0, 0.0)
+>>> report = build_report([*cells, stray])
+>>> row = report.actions[1]
+>>> row.flagged, row.treatment.set_aside.unmatched["click"], row.verdict
+(True, 1, None)
+>>> report.channels[0].flagged, report.channels[0].treatment.responders["click"]
+(True, 600)
 """
 
 from __future__ import annotations
@@ -55,6 +83,7 @@ __all__ = [
     "CountsError",
     "GroupStats",
     "OutcomeUplift",
+    "SetAside",
     "UpliftReport",
     "UpliftRow",
     "build_report",
@@ -67,6 +96,9 @@ METHODS: dict[str, str] = {
     "absolute": "Newcombe hybrid score interval (1998, method 10), from Wilson intervals",
     "relative": "Katz log interval for the ratio of rates, minus 1; null with zero responders",
     "value": "Welch normal interval from each group's sum and sum of squares",
+    "set_aside": "a cell whose responders exceed its decisions (responses counted before their "
+    "decision, or naming an action the decision did not choose) is left out of rates, uplift "
+    "and verdicts; its counts are in the group's set_aside and the row is flagged",
 }
 
 
@@ -111,10 +143,9 @@ def _check(cell: ArmCounts) -> None:
     for outcome, count in cell.responders.items():
         if outcome not in KNOWN_OUTCOMES:
             raise CountsError(f"{where}: unknown outcome {outcome!r}", "responders")
-        if not _is_count(count) or count > cell.decisions:
+        if not _is_count(count):  # more than the decisions is a cell ahead: see _unmatched
             raise CountsError(
-                f"{where}: {outcome} responders must be an integer in [0, decisions], "
-                f"got {count!r}",
+                f"{where}: {outcome} responders must be an integer >= 0, got {count!r}",
                 "responders",
             )
     total, total_sq = cell.value_sum, cell.value_sum_sq
@@ -122,12 +153,21 @@ def _check(cell: ArmCounts) -> None:
         raise CountsError(f"{where}: value_sum must be a finite number", "value_sum")
     if not isinstance(total_sq, int | float) or not math.isfinite(total_sq) or total_sq < 0:
         raise CountsError(f"{where}: value_sum_sq must be a finite number >= 0", "value_sum_sq")
-    # Cauchy-Schwarz: sum^2 <= n * sum of squares (and both are 0 with no decisions)
-    if total * total > cell.decisions * total_sq * (1 + 1e-9) + 1e-9:
-        raise CountsError(
-            f"{where}: value_sum^2 exceeds decisions * value_sum_sq: inconsistent sums",
-            "value_sum_sq",
-        )
+    if total_sq == 0 and total * total > 1e-9:  # no number of decisions has these sums
+        raise CountsError(f"{where}: value_sum is not 0 but value_sum_sq is", "value_sum_sq")
+
+
+def _unmatched(cell: _Tally) -> dict[str, int] | None:
+    """Per reported outcome, the responders beyond the cell's decisions, if the cell is ahead
+    of its decisions (responders beyond them, or value sums that need more of them); else None.
+
+    Cauchy-Schwarz: sum^2 <= n * sum of squares, and both are 0 with no decisions.
+    """
+    beyond = {o: max(0, cell.responders[o] - cell.decisions) for o in OUTCOMES}
+    total, total_sq = cell.value_sum, cell.value_sum_sq
+    if any(beyond.values()) or total * total > cell.decisions * total_sq * (1 + 1e-9) + 1e-9:
+        return beyond
+    return None
 
 
 @dataclass
@@ -136,26 +176,74 @@ class _Tally:
     responders: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     value_sum: float = 0.0
     value_sum_sq: float = 0.0
+    aside: _Tally | None = None  # the cells set aside, added up
+    aside_cells: int = 0
+    unmatched: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
 
-    def add(self, cell: ArmCounts) -> None:
+    def add(self, cell: ArmCounts | _Tally) -> None:
         self.decisions += cell.decisions
         for outcome in OUTCOMES:
             self.responders[outcome] += cell.responders.get(outcome, 0)
         self.value_sum += cell.value_sum
         self.value_sum_sq += cell.value_sum_sq
 
+    def set_aside(self, cell: _Tally, unmatched: Mapping[str, int]) -> None:
+        if self.aside is None:
+            self.aside = _Tally()
+        self.aside.add(cell)
+        self.aside_cells += 1
+        for outcome in OUTCOMES:
+            self.unmatched[outcome] += unmatched[outcome]
+
     def freeze(self) -> GroupStats:
-        return GroupStats(self.decisions, dict(self.responders), self.value_sum, self.value_sum_sq)
+        aside = None
+        if self.aside is not None:
+            aside = SetAside(
+                self.aside_cells,
+                self.aside.decisions,
+                dict(self.aside.responders),
+                dict(self.unmatched),
+                self.aside.value_sum,
+            )
+        return GroupStats(
+            self.decisions, dict(self.responders), self.value_sum, self.value_sum_sq, aside
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A group's cells that are ahead of their decisions, added up, left out of its rates.
+
+    ``unmatched``: per outcome, the responders those cells count beyond their decisions, so
+    at least that many responses have no matching decision counted.
+    """
+
+    cells: int
+    decisions: int
+    responders: dict[str, int]
+    unmatched: dict[str, int]
+    value_sum: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cells": self.cells,
+            "decisions": self.decisions,
+            "responders": dict(self.responders),
+            "unmatched": dict(self.unmatched),
+            "value_sum": self.value_sum,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class GroupStats:
-    """One group's totals in a row; rates are ``None`` with no decisions."""
+    """One group's totals in a row, from its measured cells; rates are ``None`` with no
+    decisions. ``set_aside`` holds the cells ahead of their decisions, if any."""
 
     decisions: int
     responders: dict[str, int]
     value_sum: float
     value_sum_sq: float
+    set_aside: SetAside | None = None
 
     def rate(self, outcome: str) -> float | None:
         if self.decisions == 0:
@@ -172,6 +260,7 @@ class GroupStats:
             "responders": dict(self.responders),
             "rates": {outcome: self.rate(outcome) for outcome in OUTCOMES},
             "value_per_decision": self.value_per_decision,
+            "set_aside": None if self.set_aside is None else self.set_aside.to_dict(),
         }
 
 
@@ -234,6 +323,34 @@ class UpliftRow:
     def label(self) -> str:
         return self.action_id or self.campaign or self.channel
 
+    @property
+    def flagged(self) -> bool:
+        """A cell of the row was set aside: it counts more responses than decisions."""
+        return self.treatment.set_aside is not None or self.control.set_aside is not None
+
+    @property
+    def note(self) -> str | None:
+        """Why the row is flagged, in words; ``None`` when it is not."""
+        parts = []
+        for name, stats in (("treatment", self.treatment), ("control", self.control)):
+            aside = stats.set_aside
+            if aside is None:
+                continue
+            its = "its" if aside.cells == 1 else "their"
+            cells = "1 cell" if aside.cells == 1 else f"{aside.cells} cells"
+            beyond = ", ".join(f"{n:,} {o}" for o, n in aside.unmatched.items() if n)
+            what = beyond or f"{its} value sums"
+            parts.append(
+                f"{name}: {cells} set aside, {what} beyond {its} {aside.decisions:,} decisions"
+            )
+        if not parts:
+            return None
+        return (
+            "; ".join(parts) + ". Responses without a matching decision: the decision log is "
+            "behind (measured again once the decisions are counted), or responses named an "
+            "action their decision did not choose. Left out of rates, uplift and verdicts."
+        )
+
     def sort_key(self) -> tuple[bool, float, str]:
         """Largest primary uplift first; rows without one last; ties by name."""
         absolute = self.outcome(self.primary_outcome).absolute
@@ -253,6 +370,8 @@ class UpliftRow:
             "value_uplift": _interval_dict(self.value),
             "value_verdict": self.value_verdict,
             "verdict": self.verdict,
+            "flagged": self.flagged,
+            "note": self.note,
         }
 
 
@@ -346,14 +465,14 @@ def build_report(
     """The report from the counter cells, in one pass over them.
 
     Cells with the same (action, channel, group) are added up; they must name the same campaign.
-    A bad cell raises :class:`CountsError` naming the field. A row with no decisions in one
+    A bad cell raises :class:`CountsError` naming the field. The added-up cell, if it is ahead
+    of its decisions, is set aside (see the module's docstring). A row with no decisions in one
     group still shows the other group's rates, with every uplift and verdict ``None``.
     """
     if primary_outcome not in OUTCOMES:
         raise ValueError(f"primary_outcome must be one of {OUTCOMES}, got {primary_outcome!r}")
     z = z_value(confidence)
-    tallies: dict[_Key, dict[str, _Tally]] = {}
-    members: dict[_Key, set[str]] = {}
+    merged: dict[tuple[str, str, str], _Tally] = {}  # (action, channel, group): its shards
     campaigns: dict[tuple[str, str], str | None] = {}
     for cell in cells:
         _check(cell)
@@ -364,12 +483,22 @@ def build_report(
                 f"{campaigns[pair]!r} and {cell.campaign!r}",
                 "campaign",
             )
-        keys: list[_Key] = [("action", cell.channel, cell.action_id), ("channel", cell.channel, "")]
-        if cell.campaign is not None:
-            keys.append(("campaign", cell.channel, cell.campaign))
+        merged.setdefault((cell.action_id, cell.channel, cell.group), _Tally()).add(cell)
+    tallies: dict[_Key, dict[str, _Tally]] = {}
+    members: dict[_Key, set[str]] = {}
+    for (action_id, channel, group), counts in merged.items():
+        campaign = campaigns[(action_id, channel)]
+        keys: list[_Key] = [("action", channel, action_id), ("channel", channel, "")]
+        if campaign is not None:
+            keys.append(("campaign", channel, campaign))
+        unmatched = _unmatched(counts)
         for key in keys:
-            tallies.setdefault(key, {}).setdefault(cell.group, _Tally()).add(cell)
-            members.setdefault(key, set()).add(cell.action_id)
+            tally = tallies.setdefault(key, {}).setdefault(group, _Tally())
+            if unmatched is None:
+                tally.add(counts)
+            else:
+                tally.set_aside(counts, unmatched)
+            members.setdefault(key, set()).add(action_id)
     rows: dict[str, list[UpliftRow]] = {"action": [], "campaign": [], "channel": []}
     for key, groups in tallies.items():
         level, channel, name = key

@@ -4,8 +4,10 @@
 rate in percentage points with its 95% interval, coloured by verdict. :func:`render_html` writes
 a page a marketer reads without any other file: per channel, the channel's overall result in a
 sentence, then the actions and the campaigns sorted by uplift, with intervals, verdicts in words
-and reach. Every piece of text from the data is HTML-escaped; the page loads nothing and runs no
-script. matplotlib is imported only when a PNG is drawn.
+and reach. A row flagged for counting more responses than decisions (see :mod:`models.uplift`)
+carries its note under it in the page and "(flagged)" in the plot. Every piece of text from the
+data is HTML-escaped; the page loads nothing and runs no script. matplotlib is imported only
+when a PNG is drawn.
 """
 
 from __future__ import annotations
@@ -51,11 +53,19 @@ def _money(interval: Interval | None) -> str:
     return f"{interval.estimate:+.2f} ({interval.low:+.2f} to {interval.high:+.2f})"
 
 
+def _missing(row: UpliftRow) -> str:
+    """Why a row has no uplift: a group without measured decisions, and why it has none."""
+    for name, stats in (("treatment", row.treatment), ("control", row.control)):
+        if stats.decisions == 0 and stats.set_aside is not None:
+            return f"its {name} cell counts more responses than decisions"
+    missing = "control" if row.control.decisions == 0 else "treatment"
+    return f"no {missing} decisions yet"
+
+
 def _verdict_words(row: UpliftRow, outcome: str) -> str:
     uplift = row.outcome(outcome)
     if uplift.absolute is None:
-        missing = "control" if row.control.decisions == 0 else "treatment"
-        return f"Not measurable: no {missing} decisions yet"
+        return f"Not measurable: {_missing(row)}"
     if uplift.verdict == "winner":
         return f"Winner: raises the {outcome} rate"
     if uplift.verdict == "loser":
@@ -84,12 +94,12 @@ def render_png(report: UpliftReport, path: Path | str | None = None) -> bytes:
     else:
         labels = []
         for y, row in enumerate(rows):
-            labels.append(f"{row.channel} · {row.action_id}")
+            flag = " (flagged)" if row.flagged else ""
+            labels.append(f"{row.channel} · {row.action_id}{flag}")
             uplift = row.outcome(outcome)
             colour = COLOURS[uplift.verdict]
             if uplift.absolute is None:
-                missing = "control" if row.control.decisions == 0 else "treatment"
-                note = f"  not measurable: no {missing} decisions"
+                note = f"  not measurable: {_missing(row)}"
                 axes.text(0.0, y, note, va="center", fontsize=8, color=colour)
                 continue
             a = uplift.absolute
@@ -134,6 +144,7 @@ th,td{padding:.3rem .5rem;border-bottom:1px solid #eaeef2;text-align:left;vertic
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.winner td.verdict{color:#1a7f37;font-weight:600}tr.loser td.verdict{color:#cf222e;
 font-weight:600}td.verdict{color:#57606a}.small{color:#57606a;font-size:.8rem}
+tr.flagged td{background:#fff8c5;color:#4d2d00;font-size:.8rem}
 img{max-width:100%;border:1px solid #d0d7de}
 """
 
@@ -180,6 +191,10 @@ def _table(rows: list[UpliftRow], first: str, outcome: str) -> str:
         out.append(f'<tr class="{_e(uplift.verdict or "none")}">')
         out.extend(f'<td class="{klass}">{_e(text)}</td>' for text, klass in cells)
         out.append("</tr>")
+        if row.note is not None:
+            out.append(
+                f'<tr class="flagged"><td colspan="{len(head)}">Flagged: {_e(row.note)}</td></tr>'
+            )
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -193,9 +208,10 @@ def _other(row: UpliftRow, outcome: str) -> str:
 
 
 def _summary(row: UpliftRow, outcome: str, confidence: float) -> str:
+    flag = "" if row.note is None else f" Flagged: {row.note}"
     uplift = row.outcome(outcome)
     if uplift.absolute is None:
-        return f"{_verdict_words(row, outcome)}. Reach {row.reach:,} decisions."
+        return f"{_verdict_words(row, outcome)}. Reach {row.reach:,} decisions.{flag}"
     a = uplift.absolute
     verdict = {
         "winner": "the engine's choices do better than chance",
@@ -206,7 +222,7 @@ def _summary(row: UpliftRow, outcome: str, confidence: float) -> str:
         f"when the engine chooses and {_percent(row.control.rate(outcome))} in the control group "
         f"(random eligible actions): {_points(a.estimate)} percentage points, "
         f"{confidence:.0%} interval {_points(a.low)} to {_points(a.high)}: {verdict}. "
-        f"Reach {row.reach:,} decisions."
+        f"Reach {row.reach:,} decisions.{flag}"
     )
 
 
@@ -247,6 +263,9 @@ def render_html(report: UpliftReport, png: bytes | None = None) -> str:
         "from Wilson intervals); relative uplift, Katz log interval of the rate ratio minus one "
         "(shown only when both groups have responders); value per decision, Welch normal "
         "interval. Each verdict is a separate test: among many actions with no real effect, "
-        "about one in forty is called a winner by chance.</p></body></html>"
+        "about one in forty is called a winner by chance. A cell (action, channel, group) that "
+        "counts more responses than decisions (responses counted before their decision, or "
+        "naming an action their decision did not choose) is left out of every rate, uplift and "
+        "verdict, and the rows it belongs to are flagged with its counts.</p></body></html>"
     )
     return "\n".join(parts)

@@ -3,7 +3,8 @@
 :func:`run_report_uplift` writes ``uplift.json`` (the report's JSON, as the API serves it),
 ``uplift.png`` (the forest plot) and ``uplift.html`` (the page with the plot embedded) to the
 output folder, and prints a few lines: per channel the overall uplift, then the winners and
-losers among the actions.
+losers among the actions, and the actions flagged for counting more responses than decisions.
+Counters that cannot be right are refused in one line on stderr, exit code 2.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from models.uplift import ArmCounts, UpliftReport, UpliftRow, build_report
+from models.uplift import ArmCounts, CountsError, UpliftReport, UpliftRow, build_report
 from models.uplift_report import render_html, render_png
 
 __all__ = ["run_report_uplift", "summary_lines"]
@@ -38,19 +39,26 @@ def summary_lines(report: UpliftReport) -> list[str]:
     lines = []
     for channel in report.channels:
         lines.append(f"channel {_line(channel, outcome)}")
+        rows = report.rows("action", channel.channel)
+        lines.extend(f"  {_line(row, outcome)}" for row in rows if row.verdict is not None)
         lines.extend(
-            f"  {_line(row, outcome)}"
-            for row in report.rows("action", channel.channel)
-            if row.verdict is not None
+            f"  {row.label:<28} flagged, left out: {(row.note or '').split('. ')[0]}"
+            for row in rows
+            if row.flagged
         )
     return lines
 
 
 def run_report_uplift(cells: list[ArmCounts], out_dir: Path, stream: TextIO | None = None) -> int:
-    """Write uplift.json, uplift.png and uplift.html to ``out_dir``; 0 on success."""
+    """Write uplift.json, uplift.png and uplift.html to ``out_dir``; 0 on success, 2 (and
+    one line on stderr) when the counters cannot be right."""
     out = stream or sys.stdout
     generated = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    report = build_report(cells, generated_at=generated)
+    try:
+        report = build_report(cells, generated_at=generated)
+    except CountsError as exc:
+        print(f"nba report uplift: the uplift counters cannot be used: {exc}", file=sys.stderr)
+        return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "uplift.json").write_text(report.to_json() + "\n", encoding="utf-8")
     png = render_png(report, out_dir / "uplift.png")

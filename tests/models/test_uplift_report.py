@@ -94,3 +94,31 @@ def test_run_report_uplift_writes_three_files_and_a_summary(tmp_path: Path) -> N
     printed = out.getvalue()
     assert "channel web" in printed and "winner" in printed and "wrote uplift.json" in printed
     assert summary_lines(build_report([])) == ["uplift: no decisions counted yet"]
+
+
+def test_a_cell_ahead_of_its_decisions_is_flagged_in_every_rendering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    cells = [*simulate(1, CLICK), cell("treatment", 0, 1, action="no-such-action")]
+    out = io.StringIO()
+    assert run_report_uplift(cells, tmp_path, stream=out) == 0
+    data = orjson.loads((tmp_path / "uplift.json").read_text())
+    row = next(r for r in data["actions"] if r["action_id"] == "no-such-action")
+    assert row["flagged"] and row["treatment"]["set_aside"]["unmatched"]["click"] == 1
+    assert data["channels"][0]["flagged"]
+    page = (tmp_path / "uplift.html").read_text()
+    assert "Not measurable: its treatment cell counts more responses than decisions" in page
+    assert page.count('<tr class="flagged">') == 1 and "1 click beyond its 0 decisions" in page
+    png_size((tmp_path / "uplift.png").read_bytes())
+    assert "no-such-action               flagged, left out: treatment" in out.getvalue()
+    assert capsys.readouterr().err == ""
+
+
+def test_corrupt_counts_are_refused_in_one_line_with_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_report_uplift([cell("treatment", -3, 0)], tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "decisions must be an integer >= 0" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
