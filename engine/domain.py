@@ -10,14 +10,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.validation import Worded
 
 ActionKind = Literal["offer", "banner", "activity"]
 Outcome = Literal["impression", "click", "accept", "decline", "convert"]
 OUTCOMES: tuple[str, ...] = ("impression", "click", "accept", "decline", "convert")
 Scalar = str | int | float | bool
+AttributeValue = Annotated[Scalar, Worded("must be a string, number or boolean")]
 ACTION_ID = re.compile(r"^[a-z0-9-]{1,64}$")
 
 
@@ -56,7 +59,7 @@ class Action(BaseModel):
     valid_to: datetime | None = None
     value: float = Field(default=1.0, ge=0)
     lever: float = Field(default=1.0, ge=0)
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     eligibility: str | None = None
     contact_policy: ContactPolicy | None = None
     content: dict[str, Any] = Field(default_factory=dict)

@@ -60,6 +60,23 @@ def test_batch_answers_in_order_with_bad_items_in_place(running: Running) -> Non
     ]
 
 
+@pytest.mark.parametrize("item", [5, "b-1", [1], None], ids=["number", "string", "list", "null"])
+def test_an_item_that_is_not_an_object_is_answered_in_its_place(
+    running: Running, item: object
+) -> None:
+    requests = [{"customer_id": "b-0", "channel": "email"}, item]
+    reply = httpx.post(
+        f"{running.base_url}/v1/decisions/batch",
+        json={"requests": requests},
+        headers=ADMIN,
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    decided, refused = reply.json()["decisions"]
+    assert decided["customer_id"] == "b-0"
+    assert refused == {"error": {"field": "request", "message": "request: must be a JSON object"}}
+
+
 @pytest.mark.parametrize("size", [0, 1001])
 def test_batch_size_is_bounded(running: Running, size: int) -> None:
     body = {"requests": [{"customer_id": "x", "channel": "email"}] * size}

@@ -35,6 +35,15 @@ def test_a_decision_has_the_same_shape_either_way(running: Running) -> None:
         ({"customer_id": "fast-2", "channel": "carrier-pigeon"}, "channel"),  # the engine's
         ({"customer_id": "fast-2"}, "channel"),  # the schema's
         ({"customer_id": "fast-2", "channel": "web", "limit": 0}, "limit"),
+        # JSON types as sent: no "3" or true for an integer, no "yes" or 1 for a boolean
+        ({"customer_id": "fast-2", "channel": "web", "limit": "3"}, "limit"),
+        ({"customer_id": "fast-2", "channel": "web", "limit": True}, "limit"),
+        ({"customer_id": "fast-2", "channel": "web", "explain": "yes"}, "explain"),
+        ({"customer_id": "fast-2", "channel": "web", "explain": 1}, "explain"),
+        ({"customer_id": "fast-2", "channel": "web", "context": {"a": {"b": 1}}}, "context.a"),
+        (b'{"customer_id": "fast-2", "channel": "web", "context": {"a": 1e400}}', "context.a"),
+        (b'{"customer_id": "fast-2", "channel": "web", "context": {"a": NaN}}', "context.a"),
+        ({"customer_id": "fast{2}", "channel": "web"}, "customer_id"),
     ],
 )
 def test_errors_are_the_same_either_way(running: Running, body: object, field: str) -> None:
