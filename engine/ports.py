@@ -25,7 +25,10 @@ class Reservation(Protocol):
 
 
 class FeatureStore(Protocol):
-    """Online store of everything known about a customer."""
+    """Online store of everything known about a customer. ``fetch``, ``history``,
+    ``erase`` and ``ping`` raise :class:`~engine.errors.StoreUnavailable` when the store
+    is away; the decision's ``fetch_many`` and ``reserve_many`` raise what they meet
+    (any failure there means the fallback)."""
 
     async def fetch(self, customer_id: str) -> CustomerState:
         """Every view of one customer in one round trip."""
@@ -58,7 +61,8 @@ class FeatureStore(Protocol):
         ...
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Recent contacts and responses, newest first."""
+        """Recent responses and CRM contacts, complaints and orders, newest first (the
+        engine's own contacts are in the counters: see ``rules.contact``)."""
         ...
 
     async def erase(self, customer_id: str) -> int:

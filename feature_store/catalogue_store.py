@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from redis.typing import EncodableT
 
-from feature_store.connect import Client, LazyRedis, Script
+from feature_store.connect import Client, LazyRedis, Script, unavailable
 
 HISTORY_KEEP = 1000
 # KEYS: overrides, revision, history; ARGV: action id, action (JSON), entry (JSON), keep
@@ -57,10 +57,11 @@ class RedisCatalogueStore:
         overrides newer than the revision, never older, so a reader that reloads when the
         revision moves never keeps stale overrides.
         """
-        pipe = (await self.redis()).pipeline(transaction=False)
-        pipe.get(self.revision_key)
-        pipe.hgetall(self.overrides_key)
-        revision, raw = await pipe.execute()
+        with unavailable():  # a change over the API answers 503, not 500
+            pipe = (await self.redis()).pipeline(transaction=False)
+            pipe.get(self.revision_key)
+            pipe.hgetall(self.overrides_key)
+            revision, raw = await pipe.execute()
         return int(revision or 0), {k.decode(): orjson.loads(v) for k, v in raw.items()}
 
     async def change(self, action_id: str, action: dict[str, Any] | None, note: str) -> int:
@@ -79,7 +80,8 @@ class RedisCatalogueStore:
             orjson.dumps(entry),
             HISTORY_KEEP,
         ]
-        return int(await CHANGE.run(await self.redis(), keys, args))
+        with unavailable():
+            return int(await CHANGE.run(await self.redis(), keys, args))
 
     async def history(self, action_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         raw = await (await self.redis()).lrange(self.history_key, 0, HISTORY_KEEP - 1)

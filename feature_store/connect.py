@@ -19,20 +19,38 @@ A unix socket reaches one server only: a cluster node behind ``unix://`` is refu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ClusterDownError, NoScriptError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+from engine.errors import StoreUnavailable
 from feature_store.wire import WireConnection
 
-__all__ = ["Call", "Client", "LazyRedis", "Script", "connect", "scan_slot"]
+__all__ = ["Call", "Client", "LazyRedis", "Script", "connect", "scan_slot", "unavailable"]
 
 Client: TypeAlias = aioredis.Redis | RedisCluster
+
+# Redis away, not a wrong command: redis-py's connection, socket-timeout and cluster-down
+# errors, and OSError (the wire connection's ConnectionError, a refused socket, a timeout)
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterDownError, OSError)
+
+
+@contextlib.contextmanager
+def unavailable() -> Iterator[None]:
+    """Redis found down or hung inside the block becomes the engine's
+    :class:`StoreUnavailable` (a 503 at the API), the backend's error as its cause."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable("the feature store (Redis) is unavailable") from exc
 
 
 async def connect(url: str, decode_responses: bool = False, **kwargs: Any) -> Client:

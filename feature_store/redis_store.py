@@ -24,7 +24,7 @@ from engine.features import FeatureConfig, load_features
 from engine.ports import Reservation
 from engine.writes import EventWrites
 from feature_store.apply_codec import ApplyCodec
-from feature_store.connect import Client, LazyRedis, Script, scan_slot
+from feature_store.connect import Client, LazyRedis, Script, scan_slot, unavailable
 from feature_store.decoding import ViewDecoder
 from feature_store.wire import SPIN_S, WireAddress, WireConnection
 
@@ -76,7 +76,10 @@ class RedisFeatureStore:
         return f"{self.prefix}{{{customer_id}}}:{view}"
 
     async def fetch(self, customer_id: str) -> CustomerState:
-        return (await self.fetch_many([customer_id]))[0]
+        """One customer (the customer view); Redis away raises :class:`StoreUnavailable`.
+        Decisions read with :meth:`fetch_many`, whose every failure means the fallback."""
+        with unavailable():
+            return (await self.fetch_many([customer_id]))[0]
 
     async def fetch_many(
         self, customer_ids: Sequence[str], budget_s: float | None = None
@@ -158,24 +161,28 @@ class RedisFeatureStore:
         return (await self.reserve_many([(customer_id, reservations, now)]))[0]
 
     async def history(self, customer_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        raw = await (await self.redis()).lrange(self.key(customer_id, "history"), 0, limit - 1)
+        with unavailable():
+            client = await self.redis()
+            raw = await client.lrange(self.key(customer_id, "history"), 0, limit - 1)
         return [orjson.loads(item) for item in raw]
 
     async def erase(self, customer_id: str) -> int:
         """Delete every key of the customer (on a cluster: scan the master of its slot)."""
-        client = await self.redis()
-        pattern = f"{self.prefix}{{{_glob_escape(customer_id)}}}:*"
-        keys = await scan_slot(client, self.key(customer_id, "profile"), pattern)
-        if not keys:
-            return 0
-        return int(await client.delete(*keys))
+        with unavailable():
+            client = await self.redis()
+            pattern = f"{self.prefix}{{{_glob_escape(customer_id)}}}:*"
+            keys = await scan_slot(client, self.key(customer_id, "profile"), pattern)
+            if not keys:
+                return 0
+            return int(await client.delete(*keys))
 
     async def ping(self) -> bool:
         """Every master answers (one, on a single server)."""
-        client = await self.redis()
-        if isinstance(client, RedisCluster):
-            return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
-        return bool(await client.ping())
+        with unavailable():
+            client = await self.redis()
+            if isinstance(client, RedisCluster):
+                return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+            return bool(await client.ping())
 
     async def close(self) -> None:
         if self._wire is not None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import doctest
 from pathlib import Path
 
 import pytest
 
 from engine.decisions import Decider, DecisionPolicy
+from engine.domain import Action, CatalogueSettings
 from engine.holders import LiveState
 from engine.selection import DecisionInput
 from engine.writes import EventWrites, Put, Stamp
 from feature_store.memory_store import MemoryFeatureStore
+from rules import contact
 from rules.catalogue import load_catalogue
+from rules.contact import ContactRules
 
 DAY = 86400.0
 CATALOGUE = """\
@@ -142,3 +146,145 @@ async def test_explanation_shows_caps_and_the_excluding_policy(engine: Decider) 
     excluded = {e["action_id"]: e["excluded_by"] for e in result["excluded"]}
     assert excluded == {"capped": "contact_policy:max_impressions"}
     assert {c["action_id"] for c in result["candidates"]} == {"second", "third", "service"}
+
+
+# -- the customer's contacts, as the customer view lists them ---------------------------
+
+
+def contact_rules(settings: dict[str, object], *actions: tuple[str, list[str]]) -> ContactRules:
+    return ContactRules(
+        [Action(id=a, kind="offer", name=a, channels=channels) for a, channels in actions],
+        CatalogueSettings.model_validate(settings),
+    )
+
+
+DEMO_CAPS = {
+    "channels": {"email": {"caps": [{"name": "marketing", "count": 2, "days": 7}]}},
+    "customer_caps": [
+        {
+            "name": "outbound",
+            "count": 4,
+            "days": 7,
+            "kinds": ["offer", "banner", "activity"],
+            "channels": ["email"],
+        }
+    ],
+}
+
+
+def listed(contacts: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    return [(c["at"], c["source"], c["channel"], c["action_id"], c["caps"]) for c in contacts]
+
+
+@pytest.mark.parametrize(
+    ("settings", "counters", "expected"),
+    [
+        pytest.param(  # two offers and an activity in one email decision
+            DEMO_CAPS,
+            {"cap:email:marketing": [5.0, 5.0], "cap:customer:outbound": [5.0, 5.0, 5.0]},
+            [
+                (5.0, "decision", "email", None, ["marketing", "outbound"]),
+                (5.0, "decision", "email", None, ["marketing", "outbound"]),
+                (5.0, "decision", "email", None, ["outbound"]),
+            ],
+            id="one-decision-three-contacts",
+        ),
+        pytest.param(  # an older decision still counted by the customer cap only
+            DEMO_CAPS,
+            {"cap:email:marketing": [9.0], "cap:customer:outbound": [2.0, 9.0]},
+            [
+                (9.0, "decision", "email", None, ["marketing", "outbound"]),
+                (2.0, "decision", "email", None, ["outbound"]),
+            ],
+            id="customer-cap-names-its-only-channel",
+        ),
+        pytest.param(
+            {"customer_caps": [{"name": "any", "count": 3, "days": 1}]},
+            {"cap:customer:any": [1.0]},
+            [(1.0, "decision", None, None, ["any"])],
+            id="customer-cap-on-every-channel",
+        ),
+        pytest.param(
+            {
+                "customer_caps": [
+                    {"name": "two", "count": 3, "days": 1, "channels": ["web", "shop"]}
+                ]
+            },
+            {"cap:customer:two": [1.0]},
+            [(1.0, "decision", None, None, ["two"])],
+            id="customer-cap-on-two-channels",
+        ),
+        pytest.param(  # a cap since removed from the catalogue still names its channel
+            {},
+            {"cap:sms:weekly": [3.0], "cap:customer:gone": [3.0]},
+            [(3.0, "decision", "sms", None, ["weekly", "gone"])],
+            id="caps-no-longer-configured",
+        ),
+        pytest.param(
+            DEMO_CAPS,
+            {
+                "cap:email:marketing": "not a list",
+                "cap:customer:outbound": [True, "x", None, 4],
+                "solo:imp_ts": {"a": 1},
+                "solo:impression": 3.0,
+                "all:click": 1.0,
+            },
+            [(4.0, "decision", "email", None, ["outbound"])],
+            id="garbage-ignored",
+        ),
+    ],
+)
+def test_contacts_from_cap_stamps(
+    settings: dict[str, object], counters: dict[str, object], expected: list[tuple[object, ...]]
+) -> None:
+    assert listed(contact_rules(settings).contacts(counters)) == expected
+
+
+def test_impressions_take_their_channel_from_the_history_or_the_action() -> None:
+    rules = contact_rules({}, ("solo", ["shop"]), ("many", ["web", "email"]))
+    at = 1765080219.123456  # the history keeps every digit, the stamp 14 (Lua's cjson)
+    history = [
+        {"type": "response", "outcome": "click", "action_id": "many", "at": 50.0, "channel": "x"},
+        {
+            "type": "response",
+            "outcome": "impression",
+            "action_id": "many",
+            "at": at,
+            "channel": "web",
+        },
+    ]
+    counters = {
+        "many:imp_ts": [50.0, 1765080219.1235],
+        "solo:imp_ts": [60.0],
+        "gone:imp_ts": [40.0],
+    }
+    assert listed(rules.contacts(counters, history)) == [
+        (1765080219.1235, "impression", "web", "many", []),
+        (60.0, "impression", "shop", "solo", []),
+        (50.0, "impression", None, "many", []),  # a click is not where it was shown
+        (40.0, "impression", None, "gone", []),
+    ]
+
+
+def test_contacts_are_newest_first_and_bounded() -> None:
+    rules = contact_rules(DEMO_CAPS, ("solo", ["web"]))
+    counters = {
+        "cap:email:marketing": [float(t) for t in range(0, 60, 2)],
+        "solo:imp_ts": [float(t) for t in range(1, 60, 2)],
+    }
+    contacts = rules.contacts(counters, limit=50)
+    assert [c["at"] for c in contacts] == [float(t) for t in range(59, 9, -1)]
+
+
+async def test_a_decision_s_contacts_are_those_its_caps_counted(engine: Decider) -> None:
+    """What the store keeps: an action no cap covers (the activity) leaves no stamp."""
+    result = await engine.decide(DecisionInput("c", "email", "block", {}, 4))
+    sent = [a["action_id"] for a in result["actions"]]
+    assert sent == ["capped", "second", "service"]  # the banner found the cap full
+    counters = (await engine.store.fetch("c")).counters
+    contacts = engine.live.catalogue.contact.contacts(counters)
+    assert [(c["channel"], c["caps"]) for c in contacts] == [("email", ["marketing"])] * 2
+
+
+def test_the_contacts_example_runs() -> None:
+    assert doctest.testmod(contact, raise_on_error=False).failed == 0
