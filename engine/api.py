@@ -21,24 +21,24 @@ from typing import Any
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.auth import KeyRing
 from engine.batching import DecisionBatcher
+from engine.customer_view import STORE_WAIT_S, CustomerView, ErrorBody, from_store
 from engine.decisions import Decider
 from engine.errors import INTERNAL_ERROR, BadRequest, NbaError, NotFound, Unauthorized
-from engine.events import CUSTOMER_ID, ClickstreamEvent, CrmEvent, describe, event_topic
+from engine.events import CUSTOMER_ID, CUSTOMER_ID_RULE, posted_event
 from engine.fast_path import FastDecisions
 from engine.holders import LiveState
 from engine.limits import TOO_LARGE, BodyLimit
 from engine.metrics import Metrics
 from engine.ports import CatalogueAdmin, EventSink, FeatureStore
-from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest
+from engine.schemas import BatchRequest, DecisionRequest, ResponseRequest, batch_item
 from engine.selection import DecisionInput
 from engine.stopping import SHUTDOWN_STEP_S, within
 
@@ -49,10 +49,7 @@ MAX_EVENTS = 1000
 
 def check_customer_id(customer_id: str) -> None:
     if not re.match(CUSTOMER_ID, customer_id):
-        raise BadRequest(
-            "customer_id must be 1 to 128 printable ASCII characters without braces",
-            "customer_id",
-        )
+        raise BadRequest(f"customer_id: {CUSTOMER_ID_RULE}", "customer_id")
 
 
 class JSON(Response):
@@ -143,8 +140,7 @@ def create_app(services: Services) -> FastAPI:
 
     @app.exception_handler(NbaError)
     async def nba_error(_: Request, exc: NbaError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSON(exc.body(), status_code=exc.status, headers=headers)
+        return JSON(exc.body(), status_code=exc.status, headers=exc.headers())
 
     def unauthenticated(request: Request) -> Response | None:
         """FastAPI reads a body before the route's key check: a caller without a valid
@@ -223,12 +219,9 @@ def create_app(services: Services) -> FastAPI:
         started = time.perf_counter()
         inputs: list[DecisionInput | BadRequest] = []
         for item in body.requests:
-            try:
-                req = DecisionRequest.model_validate(item)
-            except ValidationError as exc:
-                error = exc.errors()[0]
-                field_name = ".".join(str(p) for p in error["loc"]) or "request"
-                inputs.append(BadRequest(f"{field_name}: {error['msg']}", field_name))
+            req = batch_item(item)
+            if isinstance(req, BadRequest):
+                inputs.append(req)
                 continue
             inputs.append(
                 DecisionInput(
@@ -268,39 +261,44 @@ def create_app(services: Services) -> FastAPI:
             raise BadRequest(f"send 1 to {MAX_EVENTS} events", "body")
         routed: list[tuple[str, str, bytes]] = []
         for i, item in enumerate(items):
-            where = f"[{i}]" if isinstance(payload, list) else ""
-            name = event_topic(item)
-            if name is None:
-                raise BadRequest(f"{where}type: unknown event type", f"{where}type".lstrip("."))
-            model = ClickstreamEvent if name == "clickstream" else CrmEvent
-            try:
-                event = model.model_validate(item)
-            except ValidationError as exc:
-                raise BadRequest(
-                    f"{where}{describe(exc)}", f"{where}{describe(exc).split(':')[0]}"
-                ) from None
+            name, event = posted_event(item, i if isinstance(payload, list) else None)
             routed.append((topic(name), event.customer_id, orjson.dumps(item)))
         await asyncio.gather(*(services.sink.send(t, k, v) for t, k, v in routed))
         for t, _, _ in routed:
             metrics.events.labels(t).inc()
         return JSON({"accepted": len(routed)}, status_code=202)
 
-    @app.get("/v1/customers/{customer_id}", dependencies=[scope("read")])
+    store_unavailable: dict[int | str, dict[str, Any]] = {
+        503: {"model": ErrorBody, "description": "the feature store is away"}
+    }
+
+    @app.get(
+        "/v1/customers/{customer_id}",
+        dependencies=[scope("read")],
+        response_model=CustomerView,  # the schema; the route writes its JSON itself
+        response_class=JSONResponse,  # (else FastAPI documents JSON's answers as strings)
+        responses=store_unavailable,
+    )
     async def customer(customer_id: str) -> Response:
         check_customer_id(customer_id)
         decider = services.decider
-        channels = sorted(services.live.catalogue.channel_names())
+        catalogue = services.live.catalogue
+        channels = sorted(catalogue.channel_names())
         # every channel's preview in one batch (one read), beside the view's own reads;
         # the batch waits as long as the most patient channel would
         budget = max((decider.budget_for(c) for c in channels), default=None)
-        state, history, previews = await asyncio.gather(
-            services.store.fetch(customer_id),
-            services.store.history(customer_id),
-            decider.decide_many(
-                [DecisionInput(customer_id, c, None, {}, 3, False) for c in channels],
-                budget,
-                log=False,
+        state, history, previews = await from_store(
+            asyncio.gather(
+                services.store.fetch(customer_id),
+                services.store.history(customer_id),
+                decider.decide_many(
+                    [DecisionInput(customer_id, c, None, {}, 3, False) for c in channels],
+                    budget,
+                    log=False,
+                ),
             ),
+            max(budget or 0.0, STORE_WAIT_S),
+            "GET /v1/customers",
         )
         current: dict[str, Any] = {}
         for channel, preview in zip(channels, previews, strict=True):
@@ -314,6 +312,7 @@ def create_app(services: Services) -> FastAPI:
                 "profile": state.profile,
                 "behaviour": state.behaviour,
                 "counters": state.counters,
+                "contacts": catalogue.contact.contacts(state.counters, history),
                 "history": history,
                 "next_best_actions": current,
             }
@@ -368,10 +367,19 @@ def create_app(services: Services) -> FastAPI:
     app.mount("/desk", StaticFiles(directory=STATIC / "desk", html=True), name="desk")
     app.mount("/reports", StaticFiles(directory=STATIC / "reports", html=True), name="reports")
 
-    @app.delete("/v1/customers/{customer_id}", status_code=204, dependencies=[scope("admin")])
+    @app.delete(
+        "/v1/customers/{customer_id}",
+        status_code=204,
+        dependencies=[scope("admin")],
+        responses=store_unavailable,
+    )
     async def erase_customer(customer_id: str) -> Response:
         check_customer_id(customer_id)
-        await services.store.erase(customer_id)
+        route = "DELETE /v1/customers"
+        # a hung store is found out in STORE_WAIT_S; the erasure itself may take many
+        # SCAN round trips on a large keyspace, each bounded by the store's socket timeout
+        await from_store(services.store.ping(), STORE_WAIT_S, route)
+        await from_store(services.store.erase(customer_id), None, route)
         return Response(status_code=204)
 
     @app.get("/v1/reports/uplift", dependencies=[scope("read")])

@@ -6,7 +6,10 @@ turns pydantic's validation error into :class:`ConfigError` carrying that line.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +22,7 @@ from engine.affinity import available_cpus, format_cpus, parse_cpus
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SCOPES = frozenset({"decide", "respond", "ingest", "read", "admin"})
 DEMO_CATALOGUE = Path(__file__).resolve().parent.parent / "nba" / "demo" / "catalogue"
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 class ConfigError(Exception):
@@ -70,6 +74,13 @@ class Settings(BaseSettings):
             raise ValueError("must name at least one host:port")
         return ",".join(servers)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not is_host(value):
+            raise ValueError(f"{value!r} is not a host name or an IP address")
+        return value
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
@@ -82,14 +93,21 @@ class Settings(BaseSettings):
     def _keys(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        parsed = json.loads(value) if isinstance(value, str) else value
-        if not isinstance(parsed, dict) or not parsed:
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg})") from None
+        if not isinstance(parsed, dict):
             raise ValueError('must be a JSON object such as {"key": ["decide"]}')
+        if not parsed:
+            raise ValueError('must hold at least one key, such as {"key": ["decide"]}')
         for key, scopes in parsed.items():
             if not isinstance(key, str) or len(key) < 8:
                 raise ValueError("every key must be a string of at least 8 characters")
             if not isinstance(scopes, list) or not set(scopes) <= SCOPES:
                 raise ValueError(f"scopes must be a list drawn from {sorted(SCOPES)}")
+            if not scopes:
+                raise ValueError(f"every key needs at least one scope of {sorted(SCOPES)}")
         return parsed
 
     @field_validator("api_cpus", "background_cpus")
@@ -121,8 +139,40 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a folder")
         return value
 
+    @field_validator("model_dir", "data_dir")
+    @classmethod
+    def _folder(cls, value: Path) -> Path:
+        problem = folder_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+def is_host(value: str) -> bool:
+    """An IP address or a host name (labels of letters, digits, '-' and '_')."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    return len(value) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as a folder (it, or the nearest part of it that
+    exists, is a file), or None: an existing folder, or one that can be made."""
+    for part in (path, *path.parents):
+        if os.path.exists(part):
+            if os.path.isdir(part):
+                return None
+            if part == path:
+                return f"{path} is a file, not a folder"
+            return f"{path} cannot be a folder: {part} is a file"
+    return None
 
 
 def load_settings(**overrides: Any) -> Settings:

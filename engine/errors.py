@@ -5,7 +5,9 @@ NbaError
 ├── NotFound (404)
 ├── Unauthorized (401)    no key, or an unknown key
 ├── Forbidden (403)       the key lacks the scope
-└── CatalogueError (422)  a catalogue or rule file was refused; lists every problem
+├── CatalogueError (422)  a catalogue or rule file was refused; lists every problem
+├── StoreUnavailable (503) the feature store did not answer (down, hung, or too slow)
+└── StoredDataError (500) stored data that cannot be right (a corrupt uplift counter)
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class NbaError(Exception):
             error["field"] = self.field
         return {"error": error}
 
+    def headers(self) -> dict[str, str] | None:
+        """HTTP headers the answer carries beside the body."""
+        return None
+
 
 INTERNAL_ERROR = NbaError("internal error")  # what a caller sees of an unexpected failure
 
@@ -45,6 +51,9 @@ class NotFound(NbaError):
 class Unauthorized(NbaError):
     status = 401
     code = "unauthorized"
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(NbaError):
@@ -85,3 +94,30 @@ class CatalogueError(NbaError):
                 ],
             }
         }
+
+
+class StoreUnavailable(NbaError):
+    """A call that needs the feature store found it down, hung or too slow. Decisions
+    never raise it (they answer from the fallback path); routes that read or write the
+    store itself (the customer view, erasure) do, and the caller may try again. The
+    answer names the store; the log line (``str``) adds the backend's error."""
+
+    status = 503
+    code = "store_unavailable"
+    retry_after_s = 1
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
+
+    def __str__(self) -> str:
+        cause = self.__cause__
+        return self.message if cause is None else f"{self.message}: {type(cause).__name__}: {cause}"
+
+
+class StoredDataError(NbaError):
+    """Data read from the store that cannot be right whatever the traffic was (a counter
+    that is negative or not a number): the answer names it instead of failing blindly,
+    and an operator repairs or deletes it."""
+
+    status = 500
+    code = "invalid_stored_data"

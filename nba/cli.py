@@ -1,18 +1,45 @@
-"""The ``nba`` command line (contract §6)."""
+"""The ``nba`` command line (contract §6).
+
+A user's mistake, or a service that cannot be reached, ends a command with one line on
+stderr, ``nba <command>: <what is wrong>``, naming the variable or argument behind it, and
+a non-zero exit: 2 for bad input (arguments, configuration, files), 1 when a server cannot
+be reached or started. Never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import math
 import os
+import socket
 import sys
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.config import ConfigError, Settings, load_settings
+from engine.config import ConfigError, Settings, folder_problem, load_settings
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from engine.embedded import EmbeddedStack, StackEndpoints
+    from models.registry import ModelRegistry
+    from models.training import TrainingSet
+    from rules.catalogue import Catalogue
 
 log = logging.getLogger("nba")
+
+
+class CommandError(Exception):
+    """Ends a command: :func:`main` prints ``nba <command>: <message>`` and exits ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _settings() -> Settings:
@@ -23,7 +50,7 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _stack(settings: Settings) -> Any:
+def _stack(settings: Settings) -> _Stack:
     """The embedded servers where none is configured: Redis with the API's priority and
     CPUs (a decision waits on it) but its own background work on the background's, and
     the broker with the background's."""
@@ -31,15 +58,127 @@ def _stack(settings: Settings) -> Any:
     from engine.embedded import EmbeddedStack
     from nba.wiring import topic_names
 
-    return EmbeddedStack(
-        settings.data_dir / "embedded",
-        redis_url=settings.redis_url,
-        kafka_brokers=settings.kafka_brokers,
-        topics=topic_names(settings),
-        broker_nice=settings.background_nice,
-        redis_cpus=cpus_of(settings.api_cpus),
-        background_cpus=cpus_of(settings.background_cpus),
+    return _Stack(
+        settings,
+        EmbeddedStack(
+            settings.data_dir / "embedded",
+            redis_url=settings.redis_url,
+            kafka_brokers=settings.kafka_brokers,
+            topics=topic_names(settings),
+            broker_nice=settings.background_nice,
+            redis_cpus=cpus_of(settings.api_cpus),
+            background_cpus=cpus_of(settings.background_cpus),
+        ),
     )
+
+
+class _Stack:
+    """An :class:`~engine.embedded.EmbeddedStack` whose failure to start ends the command
+    with one line: an external broker that does not answer names ``NBA_KAFKA_BROKERS``.
+
+    A configured Redis is not checked here: the API starts without it and serves fallback
+    decisions until it answers; the commands that need it say so when they reach it.
+    """
+
+    def __init__(self, settings: Settings, stack: EmbeddedStack) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.stack_dir = settings.data_dir.resolve()
+
+    @property
+    def started_processes(self) -> list[subprocess.Popen[bytes]]:
+        return self.stack.started_processes
+
+    def __enter__(self) -> StackEndpoints:
+        from engine.embedded import EmbeddedStackError
+
+        # the Kafka client logs every failed connection (five a second) while it retries
+        kafka_log = logging.getLogger("aiokafka")
+        level = kafka_log.level
+        kafka_log.setLevel(logging.CRITICAL)
+        try:
+            return self.stack.start()
+        except EmbeddedStackError as exc:
+            raise CommandError(self._problem(exc), code=1) from None
+        except OSError as exc:  # its servers' folders, under the data dir
+            if not str(exc.filename or "").startswith(str(self.stack_dir)):
+                raise
+            raise CommandError(
+                f"NBA_DATA_DIR: cannot create {exc.filename} ({exc.strerror})", code=1
+            ) from None
+        finally:
+            kafka_log.setLevel(level)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.stop()
+
+    def _problem(self, exc: Exception) -> str:
+        brokers = self.settings.kafka_brokers
+        if brokers and brokers in str(exc):  # its messages about the broker name it
+            if exc.__cause__ is not None:  # the client never connected
+                return f"NBA_KAFKA_BROKERS: cannot reach Kafka at {brokers} (no broker answered)"
+            return f"NBA_KAFKA_BROKERS: {exc}"
+        return f"cannot start the embedded servers: {exc}"
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _redis_errors() -> tuple[type[Exception], ...]:
+    """What a command that needs Redis gets when Redis is away."""
+    from engine.errors import StoreUnavailable
+    from feature_store.connect import UNAVAILABLE
+
+    return (*UNAVAILABLE, StoreUnavailable)
+
+
+def _redis_unreachable(settings: Settings, url: str, exc: BaseException) -> CommandError:
+    variable = "NBA_REDIS_URL: " if settings.redis_url else ""
+    reason = exc.__cause__ or exc
+    return CommandError(f"{variable}cannot reach Redis at {_redacted(url)} ({reason})", code=1)
+
+
+def _catalogue(settings: Settings) -> Catalogue:
+    """``NBA_CATALOGUE`` compiled; a refused one lists its problems on stderr, each with its
+    file and line, and ends the command."""
+    from engine.errors import CatalogueError
+    from rules.catalogue import load_catalogue
+
+    try:
+        return load_catalogue(settings.catalogue)
+    except CatalogueError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise CommandError(
+            f"NBA_CATALOGUE: {len(exc.problems)} problem(s) in {settings.catalogue}; "
+            "catalogue refused"
+        ) from None
+
+
+def _check_listen(host: str, port: int, host_from: str, port_from: str) -> None:
+    """The API can listen on ``host:port``: checked before anything starts, with the
+    setting to blame (uvicorn's own error names neither)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise CommandError(f"{host_from}: cannot resolve {host!r} ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            blame = host_from if exc.errno == errno.EADDRNOTAVAIL else port_from
+            raise CommandError(
+                f"{blame}: cannot listen on {host}:{port} ({exc.strerror})", code=1
+            ) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -50,10 +189,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from nba.wiring import build_app
 
     settings = _settings()
+    host, port = args.host or settings.host, args.port or settings.port
+    _check_listen(
+        host, port, "--host" if args.host else "NBA_HOST", "--port" if args.port else "NBA_PORT"
+    )
+    catalogue = _catalogue(settings)
     pin_process(cpus_of(settings.api_cpus))  # its worker processes inherit it
     options: dict[str, Any] = {
-        "host": args.host or settings.host,
-        "port": args.port or settings.port,
+        "host": host,
+        "port": port,
         "loop": "uvloop",
         "http": LeanHttpProtocol if settings.http_protocol == "lean" else "httptools",
         "log_level": "warning",
@@ -63,7 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     with _stack(settings) as endpoints:
         if args.workers <= 1:
-            app = build_app(settings, endpoints.redis_url, endpoints.kafka_brokers)
+            app = build_app(settings, endpoints.redis_url, endpoints.kafka_brokers, catalogue)
             uvicorn.run(app, **options)  # type: ignore[arg-type]
             return 0
         # Several processes share the port; each builds its own app from the environment
@@ -158,9 +302,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from models.registry import ModelRegistry
     from nba.demo.seed import seed_directly, train_demo_model
     from nba.demo.world import DemoWorld
-    from rules.catalogue import load_catalogue
 
     settings = _settings()
+    catalogue = _catalogue(settings)
     world = DemoWorld(args.customers)
     with _stack(settings) as endpoints:
 
@@ -171,11 +315,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
             finally:
                 await store.close()
 
-        applied = asyncio.run(run())
+        try:
+            applied = asyncio.run(run())
+        except _redis_errors() as exc:
+            raise _redis_unreachable(settings, endpoints.redis_url, exc) from None
         print(f"seeded {len(world.customers)} customers ({applied} events applied)")
     registry = ModelRegistry(settings.model_dir)
     if registry.current() is None or args.retrain:
-        version, meta = train_demo_model(world, load_catalogue(settings.catalogue), registry)
+        version, meta = train_demo_model(world, catalogue, registry)
         print(f"trained {meta['estimator']} model {version}: {_metrics_line(meta)}")
     return 0
 
@@ -188,12 +335,10 @@ def _metrics_line(meta: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.logfile import read_log
     from models.registry import ModelRegistry
-    from models.training import train_model
-    from rules.catalogue import load_catalogue
 
     settings = _settings()
     registry = ModelRegistry(Path(args.out) if args.out else settings.model_dir)
-    catalogue = load_catalogue(settings.catalogue)
+    catalogue = _catalogue(settings)
     views = {a.action.id: a.view for a in catalogue.actions}
     if args.from_stream:
         from nba.stream_log import read_history, training_set, write_log
@@ -205,21 +350,47 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{sum(r['reward'] > 0 for r in rows)} with a positive response"
         )
         if args.write_log:
-            write_log(rows, Path(args.write_log))
+            try:
+                write_log(rows, Path(args.write_log))
+            except OSError as exc:
+                raise CommandError(f"cannot write {args.write_log}: {exc.strerror}") from None
             print(f"logged-decision file written to {args.write_log}")
-        version, meta = train_model(training_set(rows, views), registry, source="decision log")
+        data = training_set(rows, views)
+        version, meta = _train(data, registry, "decision log", "the decision log")
     elif args.log is None:
         from nba.demo.seed import train_demo_model
         from nba.demo.world import DemoWorld
 
         version, meta = train_demo_model(DemoWorld(), catalogue, registry)
     else:
-        data = read_log(Path(args.log), views)
-        version, meta = train_model(data, registry, source=str(args.log))
+        try:
+            data = read_log(Path(args.log), views)
+        except OSError as exc:
+            raise CommandError(f"cannot read {exc.filename or args.log}: {exc.strerror}") from None
+        except ValueError as exc:  # a bad line, with the file and line number
+            raise CommandError(str(exc)) from None
+        version, meta = _train(data, registry, str(args.log), str(args.log))
     print(
         f"registered {meta['estimator']} model {version} in {registry.root}: {_metrics_line(meta)}"
     )
     return 0
+
+
+def _train(
+    data: TrainingSet, registry: ModelRegistry, source: str, origin: str
+) -> tuple[str, dict[str, Any]]:
+    """Train and register; too little data, or a registry that cannot be written, ends
+    the command. ``source`` goes into the model's metadata, ``origin`` into the message."""
+    from models.training import train_model
+
+    try:
+        return train_model(data, registry, source=source)
+    except ValueError as exc:  # too few rows, or one outcome only
+        raise CommandError(f"{origin}: {exc}") from None
+    except OSError as exc:
+        raise CommandError(
+            f"cannot write the model to {registry.root} ({exc.strerror})", code=1
+        ) from None
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
@@ -227,6 +398,10 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     from rules.catalogue import load_catalogue
 
     folder = Path(args.folder) if args.folder else _settings().catalogue
+    if not folder.is_dir():
+        raise CommandError(
+            f"{folder}: " + ("not a folder" if folder.exists() else "no such folder")
+        )
     try:
         catalogue = load_catalogue(folder)
     except CatalogueError as exc:
@@ -234,6 +409,15 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s); catalogue refused", file=sys.stderr)
         return 1
+    if not catalogue.actions and not catalogue.rules:
+        # valid: the engine starts with an empty catalogue, and offers nothing until
+        # actions are added (files, or PUT /v1/actions/{id})
+        print(
+            f"{folder}: no actions and no rules (an empty catalogue: valid, the engine "
+            f"starts with it but offers nothing), channels {sorted(catalogue.channel_names())}, "
+            f"version {catalogue.version}"
+        )
+        return 0
     print(
         f"{folder}: {len(catalogue.actions)} actions, {len(catalogue.rules)} rules, "
         f"channels {sorted(catalogue.channel_names())}, version {catalogue.version}"
@@ -267,12 +451,13 @@ def cmd_email_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report_uplift(args: argparse.Namespace) -> int:
+    from engine.errors import StoredDataError
     from feature_store.impact_store import RedisImpactStore
     from nba.report import run_report_uplift
     from nba.wiring import arm_counts
-    from rules.catalogue import load_catalogue
 
     settings = _settings()
+    catalogue = _catalogue(settings)
     with _stack(settings) as endpoints:
 
         async def cells() -> list[Any]:
@@ -282,8 +467,14 @@ def cmd_report_uplift(args: argparse.Namespace) -> int:
             finally:
                 await impact.close()
 
-        found = asyncio.run(cells())
-    counts = arm_counts(found, load_catalogue(settings.catalogue))
+        try:
+            found = asyncio.run(cells())
+        except StoredDataError as exc:
+            print(f"nba report uplift: {exc}", file=sys.stderr)
+            return 2
+        except _redis_errors() as exc:
+            raise _redis_unreachable(settings, endpoints.redis_url, exc) from None
+    counts = arm_counts(found, catalogue)
     return run_report_uplift(counts, Path(args.out))
 
 
@@ -315,19 +506,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     except (FileNotFoundError, LookupError) as exc:
         print(f"nba models: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        raise CommandError(f"{registry.root}: {exc.strerror} ({exc.filename})") from None
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
-    return run_demo(_settings(), args.duration, args.customers, args.concurrency)
+    settings = _settings()
+    _check_listen(settings.host, settings.port, "NBA_HOST", "NBA_PORT")  # where it serves
+    _catalogue(settings)
+    return run_demo(settings, args.duration, args.customers, args.concurrency)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from nba.loadtest import run_loadtest
 
     settings = _settings()
+    if args.url is None:  # it starts the API on the catalogue
+        _catalogue(settings)
     return run_loadtest(
         args.rate,
         args.duration,
@@ -353,28 +551,83 @@ def _caller_rate(text: str) -> tuple[str, float]:
         value = float(rate)
     except ValueError:
         value = -1.0
-    if not sep or value < 0:
+    if not sep or not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected CALLER=RATE with RATE >= 0, got {text!r}")
     return kind, value
 
 
+def _above_zero(text: str) -> float:
+    """Seconds or a rate: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number from ``low`` (up to ``high``)."""
+    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _folder(text: str) -> str:
+    """A folder, or one that can be made."""
+    problem = folder_problem(Path(text))
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _commands(
+    parser: argparse.ArgumentParser, dest: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``parser``'s subcommands. Without one, the usage and a line naming them (argparse
+    would name ``dest``, an internal name)."""
+    sub = parser.add_subparsers(dest=dest, metavar="COMMAND", title="commands")
+
+    def missing(args: argparse.Namespace) -> int:
+        parser.error(f"a command is required: one of {', '.join(sub.choices)}")
+
+    parser.set_defaults(func=missing)
+    return sub
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="nba", description="Real-time next-best-action engine.")
-    sub = root.add_subparsers(dest="command", required=True)
+    sub = _commands(root, "command")
 
     demo = sub.add_parser("demo", help="start everything on embedded defaults and drive traffic")
     demo.add_argument(
-        "--duration", type=float, default=30.0, help="seconds of traffic (default 30)"
+        "--duration", type=_above_zero, default=30.0, help="seconds of traffic (default 30)"
     )
-    demo.add_argument("--customers", type=int, default=3000, help="customers in the demo world")
-    demo.add_argument("--concurrency", type=int, default=8, help="simultaneous simulated callers")
+    demo.add_argument(
+        "--customers", type=_whole(1), default=3000, help="customers in the demo world"
+    )
+    demo.add_argument(
+        "--concurrency", type=_whole(1), default=8, help="simultaneous simulated callers"
+    )
     demo.set_defaults(func=cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=None, help="bind address (default NBA_HOST)")
-    serve.add_argument("--port", type=int, default=None, help="port (default NBA_PORT)")
     serve.add_argument(
-        "--workers", type=int, default=1, help="API processes sharing the port (default 1)"
+        "--port", type=_whole(1, 65535), default=None, help="port (default NBA_PORT)"
+    )
+    serve.add_argument(
+        "--workers", type=_whole(1), default=1, help="API processes sharing the port (default 1)"
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -382,13 +635,17 @@ def parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     seed = sub.add_parser("seed", help="load the demo world into the store; train if no model")
-    seed.add_argument("--customers", type=int, default=3000)
+    seed.add_argument(
+        "--customers", type=_whole(1), default=3000, help="customers in the demo world (3000)"
+    )
     seed.add_argument("--retrain", action="store_true", help="train a new model even if one exists")
     seed.set_defaults(func=cmd_seed)
 
     train = sub.add_parser("train", help="train, export to ONNX and register a model")
     train.add_argument("--log", default=None, help="logged-decision file (JSON Lines, contract §6)")
-    train.add_argument("--out", default=None, help="registry folder (default NBA_MODEL_DIR)")
+    train.add_argument(
+        "--out", type=_folder, default=None, help="registry folder (default NBA_MODEL_DIR)"
+    )
     train.add_argument(
         "--from-stream",
         action="store_true",
@@ -400,7 +657,7 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     rules = sub.add_parser("rules", help="catalogue and rule tools")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_sub = _commands(rules, "rules_command")
     check = rules_sub.add_parser("check", help="validate a catalogue folder; every problem at once")
     check.add_argument("folder", nargs="?", default=None, help="folder (default NBA_CATALOGUE)")
     check.set_defaults(func=cmd_rules_check)
@@ -424,42 +681,55 @@ def parser() -> argparse.ArgumentParser:
     email.add_argument("--customers", required=True, help="one id (or JSON object) per line")
     email.add_argument("--out", required=True, help="JSON Lines output, one decision per line")
     email.add_argument("--placement", default=None, help="email placement (channel default)")
-    email.add_argument("--limit", type=int, default=1, help="actions per recipient")
+    email.add_argument(
+        "--limit", type=_whole(1, 20), default=1, help="actions per recipient, 1 to 20"
+    )
     email.add_argument("--url", default=None, help="API base URL (default NBA_HOST:NBA_PORT)")
     email.add_argument("--api-key", default=None, help="API key (default: a configured key)")
     email.set_defaults(func=cmd_email_run)
 
     models = sub.add_parser("models", help="the model registry")
-    models.add_argument("--dir", default=None, help="registry folder (default NBA_MODEL_DIR)")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
-    models_sub.add_parser("list", help="registered models, the current one and the challenger")
+    models.add_argument(
+        "--dir", type=_folder, default=None, help="registry folder (default NBA_MODEL_DIR)"
+    )
+    models_sub = _commands(models, "models_command")
+    listing = models_sub.add_parser(
+        "list", help="registered models, the current one and the challenger"
+    )
     promote = models_sub.add_parser("promote", help="serve this version (live within a second)")
     promote.add_argument("version")
-    models_sub.add_parser("rollback", help="serve the version that was current before")
+    rollback = models_sub.add_parser("rollback", help="serve the version that was current before")
     challenge = models_sub.add_parser(
         "challenge", help="score this version in shadow ('none' stops)"
     )
     challenge.add_argument("version")
-    models.set_defaults(func=cmd_models)
+    for command in (listing, promote, rollback, challenge):
+        command.set_defaults(func=cmd_models)
 
     report = sub.add_parser("report", help="reports")
-    report_sub = report.add_subparsers(dest="report_command", required=True)
+    report_sub = _commands(report, "report_command")
     uplift = report_sub.add_parser(
         "uplift", help="uplift of every action against its control group: JSON, PNG and HTML"
     )
-    uplift.add_argument("--out", required=True, help="folder for uplift.json/.png/.html")
+    uplift.add_argument(
+        "--out", type=_folder, required=True, help="folder for uplift.json/.png/.html"
+    )
     uplift.set_defaults(func=cmd_report_uplift)
 
     loadtest = sub.add_parser(
         "loadtest", help="drive the API with Locust at a fixed offered rate; results and a plot"
     )
-    loadtest.add_argument("--rate", type=float, default=200.0, help="web decisions/s offered")
-    loadtest.add_argument("--duration", type=float, default=60.0, help="seconds of measured load")
-    loadtest.add_argument("--workers", type=int, default=2, help="API processes to start")
+    loadtest.add_argument("--rate", type=_above_zero, default=200.0, help="web decisions/s offered")
+    loadtest.add_argument(
+        "--duration", type=_above_zero, default=60.0, help="seconds of measured load"
+    )
+    loadtest.add_argument("--workers", type=_whole(1), default=2, help="API processes to start")
     loadtest.add_argument(
         "--url", default=None, help="an API already running (else one is started)"
     )
-    loadtest.add_argument("--out", default="benchmarks/results", help="results folder")
+    loadtest.add_argument(
+        "--out", type=_folder, default="benchmarks/results", help="results folder"
+    )
     loadtest.add_argument(
         "--caller",
         type=_caller_rate,
@@ -482,6 +752,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except CommandError as exc:
+        print(f"{_prog(args)}: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """``nba serve``, ``nba rules check``: the command that ran."""
+    words = ["nba", args.command]
+    sub = getattr(args, f"{args.command}_command", None)
+    return " ".join([*words, sub] if sub else words)
 
 
 if __name__ == "__main__":

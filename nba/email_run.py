@@ -23,19 +23,50 @@ def read_customers(path: Path) -> Iterator[dict[str, Any]]:
             line = raw.strip()
             if not line:
                 continue
-            if line.startswith(b"{"):
-                item = orjson.loads(line)
-                if "customer_id" not in item:
-                    raise ValueError(f"{path}:{number}: customer_id is missing")
-                yield item
-            else:
-                yield {"customer_id": line.decode()}
+            try:
+                item = (
+                    orjson.loads(line) if line.startswith(b"{") else {"customer_id": line.decode()}
+                )
+            except ValueError as exc:  # not JSON, or not UTF-8
+                raise ValueError(f"{path}:{number}: {exc}") from None
+            if "customer_id" not in item:
+                raise ValueError(f"{path}:{number}: customer_id is missing")
+            yield item
 
 
 def run_email(
     customers: Path, out: Path, base_url: str, api_key: str, placement: str | None, limit: int
 ) -> int:
-    items = list(read_customers(customers))
+    """Decide for every recipient. A customer file that is missing or has a bad line, or
+    an output that cannot be written: one line on stderr and 2; an API that cannot be
+    reached or answers with an error: one line and 1."""
+    try:
+        items = list(read_customers(customers))
+    except OSError as exc:
+        return _fail(f"cannot read {exc.filename or customers}: {exc.strerror}", 2)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    try:
+        return _decide(items, out, base_url, api_key, placement, limit)
+    except httpx.HTTPError as exc:
+        return _fail(f"cannot reach the API at {base_url} ({exc})", 1)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or out}: {exc.strerror}", 2)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"nba email-run: {message}", file=sys.stderr)
+    return code
+
+
+def _decide(
+    items: list[dict[str, Any]],
+    out: Path,
+    base_url: str,
+    api_key: str,
+    placement: str | None,
+    limit: int,
+) -> int:
     sent = errors = 0
     headers = {"Authorization": f"Bearer {api_key}"}
     with (

@@ -14,6 +14,7 @@ from engine.api import Services, create_app
 from engine.auth import KeyRing
 from engine.config import Settings, resolve_api_keys
 from engine.decisions import Decider, DecisionPolicy
+from engine.errors import StoredDataError
 from engine.heap import freeze_start_up
 from engine.holders import LiveState
 from feature_store import windows
@@ -26,7 +27,7 @@ from models.adaptive_kernels import warm_up
 from models.layout import FeatureLayout
 from models.onnx_model import load_current, load_model
 from models.registry import ModelRegistry
-from models.uplift import ArmCounts, build_report
+from models.uplift import ArmCounts, CountsError, build_report
 from models.uplift_report import render_html, render_png
 from nba.adaptive import follow
 from rules.catalogue import Catalogue, load_catalogue
@@ -81,7 +82,10 @@ def load_pair(registry: ModelRegistry) -> tuple[Any, Any]:
     return model, challenger
 
 
-def build_services(settings: Settings, redis_url: str, brokers: str) -> Services:
+def build_services(
+    settings: Settings, redis_url: str, brokers: str, catalogue: Catalogue | None = None
+) -> Services:
+    """``catalogue``: the files of ``NBA_CATALOGUE`` when the caller has loaded them."""
     keys, generated = resolve_api_keys(settings)
     if generated:
         print(
@@ -89,7 +93,7 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
             flush=True,
         )
     store = RedisFeatureStore.from_url(redis_url)
-    live = LiveState(load_catalogue(settings.catalogue))
+    live = LiveState(catalogue if catalogue is not None else load_catalogue(settings.catalogue))
     catalogue_store = RedisCatalogueStore.from_url(redis_url)
     manager = CatalogueManager(settings.catalogue, catalogue_store, live.set_catalogue)
     registry = ModelRegistry(settings.model_dir)
@@ -124,7 +128,10 @@ def build_services(settings: Settings, redis_url: str, brokers: str) -> Services
     ops = RedisOpsStore.from_url(redis_url)
 
     async def uplift_report(kind: str) -> tuple[bytes, str]:
-        report = build_report(arm_counts(await impact.cells(), live.catalogue))
+        try:  # counts ahead of their decisions are reported, flagged; corrupt ones refused
+            report = build_report(arm_counts(await impact.cells(), live.catalogue))
+        except CountsError as exc:
+            raise StoredDataError(f"the uplift counters cannot be used: {exc}") from exc
         if kind == "html":
             page = await asyncio.to_thread(lambda: render_html(report, render_png(report)))
             return page.encode(), "text/html; charset=utf-8"
@@ -180,8 +187,10 @@ def arm_counts(cells: list[Cell], catalogue: Catalogue) -> list[ArmCounts]:
     return out
 
 
-def build_app(settings: Settings, redis_url: str, brokers: str) -> object:
-    return create_app(build_services(settings, redis_url, brokers))
+def build_app(
+    settings: Settings, redis_url: str, brokers: str, catalogue: Catalogue | None = None
+) -> object:
+    return create_app(build_services(settings, redis_url, brokers, catalogue))
 
 
 def data_path(settings: Settings, *parts: str) -> Path:
