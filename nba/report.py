@@ -49,13 +49,17 @@ def summary_lines(report: UpliftReport) -> list[str]:
     return lines
 
 
+def utc_stamp() -> str:
+    """Now, to the second, as the reports print it (``2026-12-07T04:40:00Z``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def run_report_uplift(cells: list[ArmCounts], out_dir: Path, stream: TextIO | None = None) -> int:
     """Write uplift.json, uplift.png and uplift.html to ``out_dir``; 0 on success, 2 (and
     one line on stderr) when the counters cannot be right."""
     out = stream or sys.stdout
-    generated = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     try:
-        report = build_report(cells, generated_at=generated)
+        report = build_report(cells, generated_at=utc_stamp())
     except CountsError as exc:
         print(f"nba report uplift: the uplift counters cannot be used: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from models.registry import ModelRegistry
 from models.uplift import ArmCounts, CountsError, build_report
 from models.uplift_report import render_html, render_png
 from nba.adaptive import follow
+from nba.report import utc_stamp
 from rules.catalogue import Catalogue, load_catalogue
 from rules.live import CatalogueManager
 from streams.kafka_sink import KafkaSink
@@ -129,7 +130,8 @@ def build_services(
 
     async def uplift_report(kind: str) -> tuple[bytes, str]:
         try:  # counts ahead of their decisions are reported, flagged; corrupt ones refused
-            report = build_report(arm_counts(await impact.cells(), live.catalogue))
+            cells = arm_counts(await impact.cells(), live.catalogue)
+            report = build_report(cells, generated_at=utc_stamp())
         except CountsError as exc:
             raise StoredDataError(f"the uplift counters cannot be used: {exc}") from exc
         if kind == "html":

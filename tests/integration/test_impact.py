@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -96,6 +97,8 @@ def test_uplift_report_is_served_as_json_and_html(running: Running) -> None:
     assert reply.status_code == 200, reply.text
     report = reply.json()
     assert {"actions", "campaigns", "channels"} <= set(report)
+    stamped = datetime.fromisoformat(report["generated_at"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 60
     page = httpx.get(f"{running.base_url}/v1/reports/uplift?format=html", headers=ADMIN, timeout=30)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert httpx.get(f"{running.base_url}/reports/").status_code == 200
