@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.conftest import _collected
-from engine.embedded import EmbeddedStack
+from engine.embedded import EmbeddedStack, StackEndpoints
 from feature_store.ops_store import RedisOpsStore
 from streams.lag import consumer_lag
 from streams.worker import worker_group
@@ -72,22 +72,27 @@ def sustained_rate(seen: list[tuple[float, float]], start: float, end: float) ->
     return (n1 - n0) / (t1 - t0)
 
 
+def start_worker(endpoints: StackEndpoints, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``nba worker`` on the benchmark's stack and topic prefix, its log in ``tmp_path``."""
+    env = {
+        **os.environ,
+        "NBA_REDIS_URL": endpoints.redis_url,
+        "NBA_KAFKA_BROKERS": endpoints.kafka_brokers,
+        "NBA_TOPIC_PREFIX": "sb.",
+        "NBA_DATA_DIR": str(tmp_path / "data"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "nba.cli", "worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=(tmp_path / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 def test_worker_throughput_and_freshness(tmp_path: Path) -> None:
     with EmbeddedStack(tmp_path / "stack", topics=TOPICS) as endpoints:
-        env = {
-            **os.environ,
-            "NBA_REDIS_URL": endpoints.redis_url,
-            "NBA_KAFKA_BROKERS": endpoints.kafka_brokers,
-            "NBA_TOPIC_PREFIX": "sb.",
-            "NBA_DATA_DIR": str(tmp_path / "data"),
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "nba.cli", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=(tmp_path / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        worker = start_worker(endpoints, tmp_path)
         try:
             producer = [
                 sys.executable,
@@ -206,27 +211,11 @@ def test_worker_cpu_per_decision_record(tmp_path: Path) -> None:
     import psutil
 
     with EmbeddedStack(tmp_path / "stack", topics=TOPICS) as endpoints:
-        env = {
-            **os.environ,
-            "NBA_REDIS_URL": endpoints.redis_url,
-            "NBA_KAFKA_BROKERS": endpoints.kafka_brokers,
-            "NBA_TOPIC_PREFIX": "sb.",
-            "NBA_DATA_DIR": str(tmp_path / "data"),
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "nba.cli", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=(tmp_path / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        worker = start_worker(endpoints, tmp_path)
         try:
             warm, count = 2000, 30_000
-            asyncio.run(
-                produce_records(
-                    endpoints.kafka_brokers, "sb.decisions", decision_records(warm, "w")
-                )
-            )
+            warm_up = decision_records(warm, "w")
+            asyncio.run(produce_records(endpoints.kafka_brokers, "sb.decisions", warm_up))
             wait_counted(endpoints.redis_url, warm, 90)
             time.sleep(LABEL_WINDOW_S + 2)  # the warm-up's lessons learned
             records = decision_records(count, "m")
