@@ -9,7 +9,6 @@ checked inside pydantic-core, so the fast path's parse costs what it did.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -24,7 +23,7 @@ from pydantic import (
 
 from engine.domain import Outcome
 from engine.errors import BadRequest
-from engine.events import Amount, CustomerId
+from engine.events import Amount, CustomerId, EventTime
 from engine.validation import Worded, first_error
 
 # strict members: a string too long for the first is not read as a number by another
@@ -57,7 +56,7 @@ class ResponseRequest(BaseModel):
     customer_id: CustomerId
     outcome: Outcome
     value: Amount | None = None
-    timestamp: datetime | None = None
+    timestamp: EventTime | None = None
     channel: Name | None = None
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
 

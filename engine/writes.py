@@ -73,7 +73,26 @@ class Session:
     gap_s: float
 
 
-Write = Put | Increment | Append | Stamp | WindowCount | Session
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """Set ``field`` to ``value`` as of event time ``at``, unless a later event set it:
+    field ``clock`` holds the event time of the value kept (``field`` itself when the
+    value is that time, as for ``last_seen``). Recency features ("last …") so move only
+    forward in event time, whatever order events arrive in; the check and the write are
+    one atomic step of the store.
+
+    >>> Latest("behaviour", "last_category", "shoes", 1_800_000_000.0, "last_category_at")
+    Latest(view='behaviour', field='last_category', value='shoes', at=1800000000.0, clock='last_category_at')
+    """  # noqa: E501
+
+    view: View
+    field: str
+    value: object
+    at: float
+    clock: str
+
+
+Write = Put | Increment | Append | Stamp | WindowCount | Session | Latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,14 +20,24 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount, Write
+from engine.writes import (
+    Append,
+    EventWrites,
+    Increment,
+    Latest,
+    Put,
+    Session,
+    Stamp,
+    WindowCount,
+    Write,
+)
 from feature_store.connect import Call
 
 __all__ = ["VIEWS", "ApplyCodec"]
 
 VIEWS = ("profile", "behaviour", "counters", "history")
 _VIEW = {view: i + 1 for i, view in enumerate(VIEWS)}  # KEYS[1..4] of the script
-_PUT, _INCR, _STAMP, _WINDOW, _APPEND, _SESSION = 1, 2, 3, 4, 5, 6
+_PUT, _INCR, _STAMP, _WINDOW, _APPEND, _SESSION, _LATEST = 1, 2, 3, 4, 5, 6, 7
 _HEAD = struct.Struct("<BBH").pack  # op, view, field length
 _U32 = struct.Struct("<I").pack
 _U16 = struct.Struct("<H").pack
@@ -67,6 +77,7 @@ class ApplyCodec:
             Session: self._session,  # type: ignore[dict-item]
             Stamp: self._stamp,  # type: ignore[dict-item]
             Append: self._append,  # type: ignore[dict-item]
+            Latest: self._latest,  # type: ignore[dict-item]
         }
 
     def calls(self, batch: Sequence[EventWrites], now: float) -> tuple[list[Call], list[list[int]]]:
@@ -126,6 +137,23 @@ class ApplyCodec:
 
     def _stamp(self, write: Stamp) -> bytes:
         return _head(_STAMP, write.view, write.field) + _STAMP_TAIL(write.at, write.keep)
+
+    def _latest(self, write: Latest) -> bytes:
+        clock = write.clock.encode()
+        stamp = orjson.dumps(write.at)  # the clock's value, as a put of the time stores it
+        value = orjson.dumps(write.value)
+        return b"".join(
+            [
+                _head(_LATEST, write.view, write.field),
+                _U16(len(clock)),
+                clock,
+                _DOUBLE(write.at),
+                _U8(len(stamp)),
+                stamp,
+                _U32(len(value)),
+                value,
+            ]
+        )
 
     def _append(self, write: Append) -> bytes:
         value = orjson.dumps(write.value)

@@ -7,6 +7,9 @@
 -- ARGV[3] the time stamped as ``_ts`` on every hash view written, ARGV[4] the window
 -- layouts, ARGV[4 + n] the writes of event n, packed (see feature_store/apply_codec.py).
 -- Returns one 1 (applied) or 0 (seen before) per event.
+-- Event time: a "latest" write (op 7) sets its field only if its time is not before the
+-- clock field's (recency features never move back), and a session counts a late page only
+-- if it lies within the gap of ``last_seen``.
 local VIEWS = 4
 local ttl = tonumber(ARGV[1])
 
@@ -124,11 +127,21 @@ for n = 1, #KEYS - VIEWS do
           settle(idx, 'last_seen')
           settle(idx, 'session_start')
           local last = tonumber(redis.call('HGET', key, 'last_seen') or '')
-          if last and tonumber(at) - last <= gap then
+          local t = tonumber(at)
+          if last and math.abs(t - last) <= gap then
             redis.call('HINCRBY', key, field, 1)
-          else
+          elseif not last or t > last then
             redis.call('HSET', key, field, 1)
             redis.call('HSET', key, 'session_start', at)
+          end  -- else a late page of an earlier visit: not in this one
+        elseif op == 7 then  -- latest: clock field, time, time as JSON, JSON value
+          local clock, at, stamp, value
+          clock, at, stamp, value, pos = struct.unpack('<Hc0dBc0I4c0', data, pos)
+          settle(idx, clock)
+          local kept = tonumber(redis.call('HGET', key, clock) or '')
+          if not kept or at >= kept then  -- never back in event time
+            redis.call('HSET', key, field, value)
+            if clock ~= field then redis.call('HSET', key, clock, stamp) end
           end
         elseif op == 3 then  -- stamp: time, keep
           local at, keep

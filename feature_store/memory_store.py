@@ -14,7 +14,16 @@ import orjson
 from engine.domain import MAX_STAMPS, CustomerState
 from engine.features import FeatureConfig, load_features
 from engine.ports import Reservation
-from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount
+from engine.writes import (
+    Append,
+    EventWrites,
+    Increment,
+    Latest,
+    Put,
+    Session,
+    Stamp,
+    WindowCount,
+)
 from feature_store import windows
 from feature_store.decoding import TIMESTAMP, ViewDecoder
 
@@ -93,11 +102,18 @@ class MemoryFeatureStore:
                     )
                 elif isinstance(write, Session):
                     last = target.get("last_seen")
-                    if last is not None and write.at - _number(last) <= write.gap_s:
+                    if last is not None and abs(write.at - _number(last)) <= write.gap_s:
                         target[write.field] = _json(_number(target.get(write.field)) + 1)
-                    else:
+                    elif last is None or write.at > _number(last):
                         target[write.field] = b"1"
                         target["session_start"] = orjson.dumps(write.at)
+                    # else a late page of an earlier visit: not in this one
+                elif isinstance(write, Latest):
+                    kept = target.get(write.clock)
+                    if kept is None or write.at >= _number(kept):  # never back in event time
+                        target[write.field] = orjson.dumps(write.value)
+                        if write.clock != write.field:
+                            target[write.clock] = orjson.dumps(write.at)
                 target[TIMESTAMP] = repr(time.time()).encode()
             results.append(True)
         return results

@@ -2,6 +2,11 @@
 
 Behaviour counters are running totals in this version; the windowed aggregates
 (5 min … 7 d) replace them in the feature-store work.
+
+Events arrive out of order (a late event, a replay): counters and the windows an event
+falls in count it whenever it comes, but what is "last" (``last_seen``,
+``last_category``, ``last_order_at``, a consent flag, ``<action>:last_<outcome>``) is a
+:class:`engine.writes.Latest`, kept only if no later event set it.
 """
 
 from __future__ import annotations
@@ -9,7 +14,17 @@ from __future__ import annotations
 from engine.domain import MAX_STAMPS
 from engine.events import ClickstreamEvent, CrmEvent, ResponseEvent
 from engine.features import FeatureConfig, field_layout, load_features
-from engine.writes import Append, EventWrites, Increment, Put, Session, Stamp, WindowCount, Write
+from engine.writes import (
+    Append,
+    EventWrites,
+    Increment,
+    Latest,
+    Put,
+    Session,
+    Stamp,
+    WindowCount,
+    Write,
+)
 
 VIEW_TYPES = frozenset({"page_view", "product_view"})
 
@@ -29,14 +44,16 @@ class ClickstreamFeatures:
         writes: list[Write] = []
         if event.type in VIEW_TYPES:
             writes.append(Session("behaviour", "session_pages", ts, self.gap_s))
-        writes.append(Put("behaviour", "last_seen", ts))
+        writes.append(Latest("behaviour", "last_seen", ts, ts, "last_seen"))
         if event.type in self.counted:
             writes.append(WindowCount("behaviour", f"{event.type}_{{w}}", ts, self.layout))
         if event.type in VIEW_TYPES:
             writes.append(Increment("behaviour", "views_total"))
             if event.category:
                 writes.append(Increment("behaviour", f"views_{event.category}"))
-                writes.append(Put("behaviour", "last_category", event.category))
+                writes.append(
+                    Latest("behaviour", "last_category", event.category, ts, "last_category_at")
+                )
         if event.category and event.type in self.per_category:
             field = f"views_{{w}}_{event.category}"
             writes.append(WindowCount("behaviour", field, ts, self.layout))
@@ -62,18 +79,19 @@ def crm_writes(event: CrmEvent) -> EventWrites:
     writes: list[Write] = []
     if event.type == "profile":
         writes += [Put("profile", key, value) for key, value in attrs.items()]
-    elif event.type == "consent":
-        channel = str(attrs.get("channel", "marketing"))
-        writes.append(Put("profile", f"consent_{channel}", bool(attrs.get("granted", False))))
+    elif event.type == "consent":  # channel and granted validated (engine.events.Consent)
+        consent = event.consent()
+        flag = f"consent_{consent.channel}"
+        writes.append(Latest("profile", flag, consent.granted, ts, f"{flag}_at"))
     elif event.type == "complaint":
-        writes.append(Put("profile", "open_complaint", attrs.get("status", "open") == "open"))
-        writes.append(Put("profile", "last_complaint_at", ts))
+        is_open = attrs.get("status", "open") == "open"
+        writes.append(Latest("profile", "open_complaint", is_open, ts, "last_complaint_at"))
     elif event.type == "order":
         writes.append(Increment("profile", "orders"))
         amount = attrs.get("amount")
         if isinstance(amount, int | float) and not isinstance(amount, bool):
             writes.append(Increment("profile", "revenue", float(amount)))
-        writes.append(Put("profile", "last_order_at", ts))
+        writes.append(Latest("profile", "last_order_at", ts, ts, "last_order_at"))
     if event.type in ("contact", "complaint", "order"):
         writes.append(Append("history", {"type": event.type, "at": ts, **attrs}))
     return EventWrites(event.customer_id, event.event_id, tuple(writes))
@@ -84,7 +102,7 @@ def response_writes(event: ResponseEvent) -> EventWrites:
     action, outcome = event.action_id, event.outcome
     writes: list[Write] = [
         Increment("counters", f"{action}:{outcome}"),
-        Put("counters", f"{action}:last_{outcome}", ts),
+        Latest("counters", f"{action}:last_{outcome}", ts, ts, f"{action}:last_{outcome}"),
         Increment("counters", f"all:{outcome}"),
         Append(
             "history",

@@ -10,7 +10,7 @@ import pytest
 
 from engine.embedded import StackEndpoints
 from engine.ports import FeatureStore
-from engine.writes import Append, EventWrites, Increment, Put, Stamp, WindowCount
+from engine.writes import Append, EventWrites, Increment, Latest, Put, Stamp, WindowCount
 from feature_store.memory_store import MemoryFeatureStore
 from feature_store.redis_store import RedisFeatureStore
 from rules.contact import Reservation
@@ -146,6 +146,30 @@ async def test_stamps_keep_the_newest_times(store: FeatureStore) -> None:
     assert (await store.fetch(customer)).counters["a:imp_ts"] == [3.0, 4.0, 5.0]
 
 
+async def test_latest_never_moves_back_in_event_time(store: FeatureStore) -> None:
+    """Recency features keep the latest event time's value whatever the arrival order,
+    inside one call and across calls; a tie goes to the later arrival."""
+    customer = cid()
+
+    def seen(n: int, at: float, category: str) -> EventWrites:
+        writes = (
+            Latest("behaviour", "last_seen", at, at, "last_seen"),
+            Latest("behaviour", "last_category", category, at, "last_category_at"),
+            Latest("profile", "consent_email", category == "b", at, "consent_email_at"),
+        )
+        return EventWrites(customer, f"l{n}", writes)
+
+    await store.apply([seen(0, 100.0, "a"), seen(1, 300.0, "b"), seen(2, 200.0, "c")])
+    state = await store.fetch(customer)
+    assert state.behaviour["last_seen"] == 300.0 and state.behaviour["last_category"] == "b"
+    assert state.profile == {"consent_email": True, "consent_email_at": 300.0}
+    await store.apply([seen(3, 250.0, "d"), seen(4, 300.0, "e"), seen(5, 50.0, "f")])
+    state = await store.fetch(customer)
+    assert state.behaviour["last_seen"] == 300.0 and state.behaviour["last_category"] == "e"
+    assert state.behaviour["last_category_at"] == 300.0
+    assert state.profile == {"consent_email": False, "consent_email_at": 300.0}
+
+
 async def test_reserve_is_all_or_nothing(store: FeatureStore) -> None:
     customer = cid()
     now = 1_000_000.0
@@ -241,7 +265,8 @@ async def test_a_mixed_batch_leaves_redis_as_the_memory_twin(
         who = customers[n % 3]
         writes = (
             Session("behaviour", "session_pages", at, 1800.0),
-            Put("behaviour", "last_seen", at),
+            Latest("behaviour", "last_seen", at, at, "last_seen"),
+            Latest("behaviour", "last_category", f"c{n}", at, "last_category_at"),
             WindowCount("behaviour", "page_view_{w}", at, layout),
             WindowCount("behaviour", "views_{w}_shoes", at - 400 * (n % 4), layout),
             Increment("behaviour", "views_total"),

@@ -403,3 +403,85 @@ def test_numbers_that_overflow_a_sum_go_to_the_dlq_and_never_break_the_customer(
         timeout=5,
     )
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "value", refused.text
+
+
+def test_unclear_consent_bad_times_and_stray_keys_are_dead_lettered_and_late_events_count(
+    running: Running, worker: Path
+) -> None:
+    """Through the broker and the worker: a consent whose ``granted`` is text, a channel
+    that is not a clean name, a time hours ahead or in 1970, and a record keyed by another
+    customer go to the dead-letter topic with a reason naming the field; a late page view
+    still counts but does not move the recency features back."""
+    brokers, redis_url = running.endpoints.kafka_brokers, running.endpoints.redis_url
+    marker = uuid.uuid4().hex[:8]
+    at = time.time()
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).isoformat()
+
+    def consent(customer: str, **attributes: Any) -> bytes:
+        body = {"event_id": f"{customer}-e", "customer_id": customer, "type": "consent"}
+        return orjson.dumps({**body, "attributes": attributes, "timestamp": now()})
+
+    def view(customer: str, n: int, timestamp: object, category: str) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": f"{customer}-{n}",
+                "customer_id": customer,
+                "type": "page_view",
+                "category": category,
+                "timestamp": timestamp,
+            }
+        )
+
+    c = {k: f"po-{marker}-{k}" for k in ("granted", "channel", "future", "ancient", "stray")}
+    owner, late = f"po-{marker}-owner", f"po-{marker}-late"
+    expected = {  # the dead letter's key -> what its reason starts with
+        c["granted"]: "attributes.granted:",
+        c["channel"]: "attributes.channel:",
+        c["future"]: "timestamp:",
+        c["ancient"]: "timestamp:",
+        c["stray"]: "message key:",
+    }
+    produce(
+        brokers,
+        f"{PREFIX}crm",
+        [
+            (c["granted"].encode(), consent(c["granted"], channel="marketing", granted="false")),
+            (c["channel"].encode(), consent(c["channel"], channel="Email ", granted=True)),
+        ],
+    )
+    produce(
+        brokers,
+        f"{PREFIX}clickstream",
+        [
+            (c["future"].encode(), view(c["future"], 1, iso(at + 2 * 3600), "shoes")),
+            (c["ancient"].encode(), view(c["ancient"], 1, 12345, "shoes")),
+            (c["stray"].encode(), view(owner, 1, now(), "shoes")),  # keyed by someone else
+            (late.encode(), view(late, 1, now(), "shoes")),
+            (late.encode(), view(late, 2, iso(at - 3 * 3600), "bags")),  # three hours late
+        ],
+    )
+    letters = dead_letters(brokers, set(expected))
+    for key, reason in expected.items():
+        assert key in letters, f"{key} not dead-lettered; worker log: {tail(worker, 1500)}"
+        assert letters[key]["reason"].startswith(reason), letters[key]
+
+    async def state(customer: str) -> Any:
+        store = RedisFeatureStore.from_url(redis_url)
+        try:
+            return await store.fetch(customer)
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + 60
+    while asyncio.run(state(late)).behaviour.get("views_total") != 2:
+        assert time.monotonic() < deadline, tail(worker, 1500)
+        time.sleep(0.2)
+    behaviour = asyncio.run(state(late)).behaviour
+    assert behaviour["last_category"] == "shoes", behaviour
+    assert behaviour["minutes_since_seen"] < 5, behaviour
+    assert behaviour["page_view_5m"] == pytest.approx(1.0), behaviour
+    assert behaviour["views_24h_bags"] == pytest.approx(1.0), behaviour
+    for refused in (*c.values(), owner):
+        assert not asyncio.run(state(refused)).known, refused

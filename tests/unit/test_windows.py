@@ -36,6 +36,26 @@ def test_window_sums_are_within_one_bucket_of_the_exact_count(ages: list[float])
         assert abs(sums[col] - exact) <= oldest + 1e-9
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    ages=st.lists(st.floats(min_value=0, max_value=9 * 86400), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_a_late_event_counts_in_the_windows_it_falls_in_whatever_the_arrival_order(
+    ages: list[float], data: st.DataObject
+) -> None:
+    """Out of order (a late event after current ones) gives the counter it would have had
+    in time order: the head stays at the newest event, older buckets take the late one."""
+    times = [NOW - age for age in ages]
+    arrived = data.draw(st.permutations(times))
+    in_order = in_arrival = None
+    for t in sorted(times):
+        in_order = windows.update(in_order, t, LAYOUT)
+    for t in arrived:
+        in_arrival = windows.update(in_arrival, t, LAYOUT)
+    assert in_arrival == in_order
+
+
 def test_counts_move_out_of_the_window_as_time_passes() -> None:
     raw = windows.update(None, NOW, LAYOUT)
     raw = windows.update(raw, NOW, LAYOUT)
