@@ -1,6 +1,15 @@
 """The decision log record: what was decided, from what, and how likely each candidate
 was to be chosen, so that decisions can be replayed, trained on and evaluated offline
-(off-policy evaluation needs the probabilities; the adaptive learner the offsets)."""
+(off-policy evaluation needs the probabilities; the adaptive learner the offsets).
+
+``candidates.p_chosen`` is, for every policy, each candidate's probability of being among
+the actions the decision answers with (at most the request's ``limit``, which the record
+keeps): its marginal probability of being in the answer, so with at least ``limit``
+candidates the values sum to about ``limit``. Thompson sampling: the share of
+Monte-Carlo draws in which it is among the ``limit`` first by priority, at most one per
+diversity group (:meth:`models.adaptive_moments.Moments.logged_selection`); the hold-out:
+``limit / n`` for a random order, drawn the same way when a diversity rule applies; a
+deterministic policy: 1 for the chosen, 0 for the rest."""
 
 from __future__ import annotations
 
@@ -12,6 +21,8 @@ import numpy as np
 from engine.domain import CustomerState
 from engine.holders import Snapshot
 from engine.selection import DecisionInput, Ranked
+
+_RNG = np.random.default_rng()  # the hold-out's draws when the scorer has no generator
 
 
 def decision_record(
@@ -43,7 +54,7 @@ def decision_record(
             "propensity": np.ascontiguousarray(ranked.propensity),
             "priority": np.ascontiguousarray(ranked.priority),
             "p_chosen": _chosen_probabilities(
-                scorer, response, ranked, request, ids, selection_draws
+                snap, scorer, response, ranked, request, ids, selection_draws
             ),
         }
     return {
@@ -58,6 +69,7 @@ def decision_record(
         "fallback": response["fallback"],
         "model_version": response["model_version"],
         "policy_version": response["policy_version"],
+        "limit": request.limit,
         "candidates": candidates,
         "chosen": [a["action_id"] for a in response["actions"]],
         "learn": learn,
@@ -65,6 +77,7 @@ def decision_record(
 
 
 def _chosen_probabilities(
+    snap: Snapshot,
     scorer: Any,
     response: dict[str, Any],
     ranked: Ranked,
@@ -72,18 +85,32 @@ def _chosen_probabilities(
     ids: list[str],
     draws: int,
 ) -> np.ndarray:
-    """Each candidate's probability of being chosen by the policy that decided."""
+    """Each candidate's probability of being among the actions the policy that decided
+    answers with (see the module's docstring)."""
     n = len(ranked.idx)
+    groups = None
+    if request.limit > 1 and ranked.diversity is not None:
+        groups = _groups(snap, ranked)
     if response["group"] == "control":
-        return np.full(n, min(1.0, request.limit / n))
-    if ranked.moments is not None and draws:
-        # Thompson sampling chose: the chance each candidate ranks first
+        if groups is None or not draws:
+            return np.full(n, min(1.0, request.limit / n))
+        return _random_order_shares(
+            getattr(scorer, "rng", None) or _RNG, draws, groups, request.limit
+        )
+    power = snap.catalogue.arbitration(request.channel, response["placement"]).config
+    if ranked.moments is not None and draws and power.propensity_power > 0.0:
+        # Thompson sampling chose: the chance each candidate is among the first `limit`
+        priority = ranked.priority
+        if power.propensity_power != 1.0:  # σ^a × rest ranks as σ × rest^(1/a)
+            priority = priority ** (1.0 / power.propensity_power)
         shares: np.ndarray = ranked.moments.logged_selection(
             scorer.rng,
             draws,
-            ranked.priority,
+            priority,
             ranked.propensity,
             getattr(scorer, "normals", None),
+            request.limit,
+            groups,
         )
         return shares
     shares = np.zeros(n)  # a deterministic policy: the chosen are certain, the rest never
@@ -91,6 +118,41 @@ def _chosen_probabilities(
         if action["action_id"] in ids:  # a placement default may not be a candidate
             shares[ids.index(action["action_id"])] = 1.0
     return shares
+
+
+def _random_order_shares(
+    rng: np.random.Generator, draws: int, groups: np.ndarray, limit: int
+) -> np.ndarray:
+    """The hold-out's shares with a diversity rule: the chance of being among the first
+    ``limit`` taken when a random order is walked skipping a group already taken, that is
+    the ``limit`` first of the groups' first comers, over ``draws`` random orders (at
+    least ``0.5 / draws``). Groups are coded ``0 … g-1``, every code used."""
+    n, g = len(groups), int(groups.max()) + 1
+    offset = 2.0 * np.arange(g)
+    keys = rng.random((draws, n)) + offset[groups]  # a group's members together, by key
+    order = np.argsort(keys, axis=1)
+    sizes = np.bincount(groups, minlength=g)
+    leaders = order[:, np.cumsum(sizes) - sizes]  # each group's first comer, per draw
+    if limit < g:
+        first = np.take_along_axis(keys, leaders, axis=1) - offset
+        taken = np.argpartition(first, limit - 1, axis=1)[:, :limit]
+        leaders = np.take_along_axis(leaders, taken, axis=1)
+    shares: np.ndarray = np.maximum(np.bincount(leaders.ravel(), minlength=n) / draws, 0.5 / draws)
+    return shares
+
+
+def _groups(snap: Snapshot, ranked: Ranked) -> np.ndarray:
+    """Each candidate's value of the diversity attribute, coded ``0 … n-1``; a candidate
+    without one is a group of its own (the selection never skips it)."""
+    views, attribute = snap.catalogue.views, ranked.diversity
+    codes: dict[Any, int] = {}
+    out = np.empty(len(ranked.idx), dtype=np.int64)
+    for pos, index in enumerate(ranked.idx.tolist()):
+        value = views[index].get(attribute)
+        out[pos] = codes.setdefault(value, len(codes)) if value is not None else -1
+    alone = out < 0
+    out[alone] = np.arange(len(codes), len(codes) + int(alone.sum()))
+    return out
 
 
 def _learn_entries(

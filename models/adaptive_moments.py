@@ -1,6 +1,7 @@
 """A decision's beliefs about its candidates' logits (:class:`Moments`): the Thompson
-draw that ranks them and the Monte-Carlo estimate of each one's chance of coming first,
-which the decision log keeps; and the pool of normals that estimate reads. Made by
+draw that ranks them and the Monte-Carlo estimate of each one's chance of being chosen
+(coming first, or among the first few a decision answers with), which the decision log
+keeps; and the pool of normals that estimate reads. Made by
 :meth:`models.adaptive.AdaptiveModel.moments`."""
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from models.adaptive_kernels import chosen_first, selection_shares, thompson_dra
 __all__ = ["CONTENDER_SIGMAS", "LOGIT_LIMIT", "Moments", "NormalPool", "sigmoid"]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 CONTENDER_SIGMAS = 4.0  # P(a normal draw beyond 4 σ) ≈ 3e-5
 LOGIT_LIMIT = 30.0  # σ(±30) keeps every probability strictly inside (0, 1)
+_NO_GROUPS: IntArray = np.zeros(0, dtype=np.int64)
 
 
 def sigmoid(z: FloatArray) -> FloatArray:
@@ -106,11 +109,21 @@ class Moments:
         priority: FloatArray,
         propensity: FloatArray,
         normals: NormalPool | None,
+        limit: int = 1,
+        groups: IntArray | None = None,
     ) -> FloatArray:
-        """:meth:`selection_probabilities` as the decision log needs them: ranked by the
-        sampled probability times ``priority / propensity`` (the rest of a candidate's
-        priority), and at least ``0.5 / draws`` (a candidate is never logged as
-        impossible), in one compiled call."""
+        """Each candidate's probability of being among the ``limit`` actions the decision
+        answers with, as the decision log needs it: ranked by the sampled probability
+        times ``priority / propensity`` (the rest of a candidate's priority), at most one
+        per value of ``groups`` (the diversity attribute coded ``0 … n-1``, a candidate
+        without a value in a group of its own; None: no diversity), and at least
+        ``0.5 / draws`` (a candidate is never logged as impossible), in one compiled call.
+
+        With ``limit`` 1 it is :meth:`selection_probabilities` (the chance of ranking
+        first), at the same cost. Above, the shares sum to ``limit`` (to the number of
+        groups, if fewer) but for the floor; contact caps that refuse a reservation while
+        the selection walks the order are not drawn: the shares are those of a selection
+        where every cap has room."""
         n = len(self.mean)
         shares = np.zeros(n)
         if n == 0 or draws < 1:
@@ -125,6 +138,8 @@ class Moments:
             priority,
             propensity,
             True,
+            _NO_GROUPS if groups is None else groups,
+            limit,
             z,
             draws,
             CONTENDER_SIGMAS,

@@ -21,7 +21,9 @@ def _timestamp(value: Any, line: int) -> float:
 
 
 def read_log(path: Path, action_views: Mapping[str, Mapping[str, Any]]) -> TrainingSet:
-    """One row per shown action; the action's catalogue attributes join by id."""
+    """One row per shown action; the action's catalogue attributes join by id. (The
+    ``propensity``, each action's chance of being among those shown, is for ``nba
+    evaluate``; training does not weight by it.)"""
     data = TrainingSet()
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):

@@ -2,12 +2,14 @@
 
 The log (contract §6) holds one shown action per line with the probability that the logging
 policy chose it. Each line is one *round*; a decision that showed several actions gives several
-rounds (one per position), each judged on its own. Estimators share two methods, in the style of
-Open Bandit Pipeline: ``estimate_policy_value`` and ``estimate_interval`` (percentile bootstrap
-over rounds, seeded). A policy is passed as its action distribution, an array
-``(n_rounds, n_actions)``; an entry may be NaN where the policy does not know its probability
-(the logging policy knows only its propensities), and then only the logged action's entry is
-used, which makes every estimator return the plain mean reward for the logging policy.
+rounds (one per position), each judged on its own, and its propensity is the action's marginal
+chance of being among those shown (the decision log's ``p_chosen``), not of being shown first.
+Estimators share two methods, in the style of Open Bandit Pipeline: ``estimate_policy_value``
+and ``estimate_interval`` (percentile bootstrap over rounds, seeded). A policy is passed as its
+action distribution, an array ``(n_rounds, n_actions)``; an entry may be NaN where the policy
+does not know its probability (the logging policy knows only its propensities), and then only
+the logged action's entry is used, which makes every estimator return the plain mean reward for
+the logging policy.
 """
 
 from __future__ import annotations

@@ -50,7 +50,10 @@ async def read_topic(brokers: str, topic: str) -> list[dict[str, Any]]:
 
 def join(decisions: list[dict[str, Any]], responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per shown action (contract §6's fields), reward 1 if it got a positive
-    response."""
+    response. Its ``propensity`` is the record's ``p_chosen`` for that action: its chance
+    of being among the actions the decision answered with (with a ``limit`` above 1, of
+    being in the answer at all, whatever its ``position``); 1 for a placement default
+    that was not a candidate."""
     positive = {
         (r.get("decision_id"), r.get("action_id"))
         for r in responses
