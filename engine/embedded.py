@@ -14,6 +14,12 @@ neither outlives us:
 * Children run in their own session: a Ctrl-C in the terminal reaches only the parent,
   which can then flush to Kafka before it stops the broker.
 
+One data folder has one embedded stack: the process that starts it holds
+``<data_dir>/stack.lock`` and writes its servers' addresses there
+(:mod:`engine.stack_lock`); another process on the same folder (``nba serve`` and
+``nba worker`` started apart) uses those servers instead of starting its own, and the
+first process stops them when it stops.
+
 Redis keeps its data in ``<data_dir>/redis/`` (append-only file, fsync every second).
 This Tansu build stores only in memory: a restarted broker starts empty. Note that
 Redis 7 keeps the append-only file in ``appendonlydir/`` and can read a 6.2 data dir,
@@ -50,6 +56,7 @@ from engine.stack_checks import (
     ensure_topics,
     redis_ready,
 )
+from engine.stack_lock import StackLock, claim
 
 __all__ = [
     "EmbeddedStack",
@@ -74,6 +81,11 @@ class StackEndpoints:
 
     redis_url: str
     kafka_brokers: str
+
+
+def _port_of(address: str) -> int:
+    """The port of ``redis://127.0.0.1:6379/0`` or ``127.0.0.1:9092``."""
+    return int(address.rsplit(":", 1)[1].split("/", 1)[0])
 
 
 def _lost_port_race(output: str) -> bool:
@@ -154,6 +166,8 @@ class EmbeddedStack:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._endpoints: StackEndpoints | None = None
         self._owner_pid = os.getpid()
+        self._lock: StackLock | None = None
+        self.shared_with: int | None = None  # the pid whose embedded servers we use
 
     @property
     def endpoints(self) -> StackEndpoints:
@@ -173,10 +187,13 @@ class EmbeddedStack:
             return self._endpoints
         self._processes = []
         self._owner_pid = os.getpid()
+        self.shared_with = None
         deadline = time.monotonic() + self._startup_timeout
         atexit.register(self.stop)
         try:
             redis_url, kafka_brokers = self._redis_url, self._kafka_brokers
+            if redis_url is None or kafka_brokers is None:
+                redis_url, kafka_brokers = self._claim(redis_url, kafka_brokers, deadline)
             # Launch both before waiting on either: startup costs the slower, not the sum.
             redis_launch = self._launch_redis() if redis_url is None else None
             kafka_launch = self._launch_broker() if kafka_brokers is None else None
@@ -190,6 +207,11 @@ class EmbeddedStack:
             if self._topics:
                 timeout = max(deadline - time.monotonic(), 1.0)
                 ensure_topics(kafka_brokers, self._topics, self._topic_partitions, timeout)
+            if self._lock is not None:  # where the next process on this folder finds them
+                self._lock.publish(
+                    redis_url if redis_launch is not None else None,
+                    kafka_brokers if kafka_launch is not None else None,
+                )
         except BaseException:
             self.stop()
             raise
@@ -219,6 +241,37 @@ class EmbeddedStack:
                 process.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=STOP_GRACE_SECONDS)
+        lock, self._lock = self._lock, None
+        if lock is not None:  # only once the servers are down: the folder is free again
+            lock.release()
+
+    def _claim(
+        self, redis_url: str | None, kafka_brokers: str | None, deadline: float
+    ) -> tuple[str | None, str | None]:
+        """Ours to start (we hold the folder's lock), or the addresses of the embedded
+        servers another live process runs on this folder: used, never started twice."""
+        lock = claim(self._data_dir, deadline)
+        if lock.owned:
+            self._lock = lock
+            return redis_url, kafka_brokers
+        theirs = {"Redis": lock.redis_url, "the broker": lock.kafka_brokers}
+        running = ", ".join(f"{name} at {url}" for name, url in theirs.items() if url)
+        advice = (
+            f"process {lock.pid} runs the embedded servers of {self._data_dir} "
+            f"({running or 'none'}); set NBA_REDIS_URL and NBA_KAFKA_BROKERS"
+        )
+        redis_url = redis_url or lock.redis_url
+        kafka_brokers = kafka_brokers or lock.kafka_brokers
+        if redis_url is None or kafka_brokers is None:
+            missing = "Redis" if redis_url is None else "a broker"
+            raise EmbeddedStackError(f"{advice} (it started no {missing})")
+        timeout = min(max(deadline - time.monotonic(), 0.5), 2.0)
+        if self._redis_url is None and not redis_ready(_port_of(redis_url), timeout):
+            raise EmbeddedStackError(f"{advice}: its Redis does not answer")
+        if self._kafka_brokers is None and not broker_ready(_port_of(kafka_brokers), timeout):
+            raise EmbeddedStackError(f"{advice}: its broker does not answer")
+        self.shared_with = lock.pid
+        return redis_url, kafka_brokers
 
     def __enter__(self) -> StackEndpoints:
         return self.start()

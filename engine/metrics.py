@@ -7,6 +7,7 @@ samples to that folder and ``/metrics``, whichever process answers, reports them
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +36,9 @@ LATENCY_BUCKETS = (
 )
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1000)
 PHASES = ("forming", "read", "ranking", "reserving")
+# A worker reports every second and measures its lag every 5 s: a report older than three
+# lag measurements is stale, and its gauges (lag, freshness) are not exported as if live
+STALE_REPORT_S = 15.0
 
 
 class Metrics:
@@ -120,9 +124,22 @@ class Metrics:
             reserving.observe(times.reserving)
         self.batch_size.observe(times.size)
 
-    def streams(self, workers: dict[str, dict[str, float]]) -> bytes:
-        """The stream workers' figures (published to the store) in Prometheus text."""
+    def streams(self, workers: dict[str, dict[str, float]], now: float | None = None) -> bytes:
+        """The stream workers' figures (published to the store) in Prometheus text.
+
+        Every worker's report carries the time it was made (``at``); its age is worked
+        out here, at scrape time, so a worker that hangs shows a growing age rather than
+        its last figures frozen. Past :data:`STALE_REPORT_S` its lag and freshness gauges
+        are left out (a lag of 0 from a hung worker reads as healthy); its counters stay.
+        """
+        now = time.time() if now is None else now
         lines = [
+            "# HELP nba_stream_worker_report_age_seconds Seconds since the worker last "
+            f"reported; past {STALE_REPORT_S:g} s its lag and freshness are not exported.",
+            "# TYPE nba_stream_worker_report_age_seconds gauge",
+            "# HELP nba_stream_dead_letters_total Events sent to the dead-letter topic, per "
+            "topic read.",
+            "# TYPE nba_stream_dead_letters_total counter",
             "# HELP nba_stream_events_applied_total Events applied to the store, per topic.",
             "# TYPE nba_stream_events_applied_total counter",
             "# HELP nba_stream_freshness_seconds Event time to feature stored, recent events.",
@@ -131,6 +148,11 @@ class Metrics:
             "# TYPE nba_stream_consumer_lag gauge",
         ]
         for worker, fields in sorted(workers.items()):
+            stale = False  # a report without its time cannot be judged
+            if "at" in fields:
+                age = max(now - fields["at"], 0.0)
+                stale = age > STALE_REPORT_S
+                lines.append(f'nba_stream_worker_report_age_seconds{{worker="{worker}"}} {age}')
             for key, value in sorted(fields.items()):
                 if "|" not in key:
                     continue
@@ -138,6 +160,10 @@ class Metrics:
                 labels = f'worker="{worker}",topic="{topic}"'
                 if metric == "applied":
                     lines.append(f"nba_stream_events_applied_total{{{labels}}} {value}")
+                elif metric == "dead_letters":
+                    lines.append(f"nba_stream_dead_letters_total{{{labels}}} {value}")
+                elif stale:
+                    continue
                 elif metric.startswith("freshness_p"):
                     quantile = "0.5" if metric.endswith("50") else "0.99"
                     lines.append(

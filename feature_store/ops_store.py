@@ -1,13 +1,16 @@
 """Where stream workers publish their figures, so the API's ``/metrics`` can export
 them (workers run no web server). One hash per worker, expiring if it stops; the keys
-share the ``{ops}`` hash tag. Publishing is one Lua call (replace and expire at once),
-on a single server and on a Redis Cluster alike."""
+share the ``{ops}`` hash tag. A hash outlives its last report by :data:`TTL_S`, so a
+hung or stopped worker's figures stay readable for that long and the API can show how
+old they are (``nba_stream_worker_report_age_seconds``) instead of dropping them.
+Publishing is one Lua call (replace and expire at once), on a single server and on a
+Redis Cluster alike."""
 
 from __future__ import annotations
 
 from feature_store.connect import Client, LazyRedis, Script
 
-TTL_S = 30
+TTL_S = 600
 # KEYS: the worker's hash; ARGV: TTL in seconds, then field, value, field, value, ...
 PUBLISH = Script(
     """

@@ -97,7 +97,7 @@ class _Stack:
         level = kafka_log.level
         kafka_log.setLevel(logging.CRITICAL)
         try:
-            return self.stack.start()
+            endpoints = self.stack.start()
         except EmbeddedStackError as exc:
             raise CommandError(self._problem(exc), code=1) from None
         except OSError as exc:  # its servers' folders, under the data dir
@@ -108,6 +108,15 @@ class _Stack:
             ) from None
         finally:
             kafka_log.setLevel(level)
+        if self.stack.shared_with is not None:
+            print(
+                f"using the embedded Redis ({endpoints.redis_url}) and broker "
+                f"({endpoints.kafka_brokers}) of process {self.stack.shared_with}, on the same "
+                "NBA_DATA_DIR; they stop when it stops",
+                file=sys.stderr,
+                flush=True,
+            )
+        return endpoints
 
     def __exit__(self, *exc: object) -> None:
         self.stack.stop()

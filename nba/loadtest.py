@@ -131,7 +131,7 @@ def _serving(
     from nba.cli import _stack
     from nba.demo.seed import seed_through_kafka, train_demo_model
     from nba.demo.world import DemoWorld
-    from nba.processes import child_env, nba_command, spawn
+    from nba.processes import child_env, nba_command, spawn, stop_all
     from rules.catalogue import load_catalogue
     from streams.lag import wait_for_lag_zero
     from streams.worker import WORKER_TOPICS, reading_groups, worker_group
@@ -139,7 +139,10 @@ def _serving(
     logs = settings.data_dir / "logs"
     step("starting Redis and the Kafka-protocol broker (embedded unless configured)")
     stack = _stack(settings)
-    with stack as endpoints:
+    with contextlib.ExitStack() as running:
+        endpoints = running.enter_context(stack)
+        # last in, first out: Locust, the API and the worker stop before the stack
+        running.callback(stop_all, children)
         for process in stack.started_processes:
             argv = process.args if isinstance(process.args, list) else [process.args]
             cpu.roots["redis" if "redis" in Path(str(argv[0])).name else "broker"] = process.pid

@@ -45,6 +45,13 @@ def stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         process.wait(5)
 
 
+def stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Stop the newest first: the API before the worker, both before the servers (Redis,
+    the broker) they use, which their starter stops after this."""
+    for process in reversed(processes):
+        stop(process)
+
+
 def nba_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "nba.cli", *args]
 

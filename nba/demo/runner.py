@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ from models.registry import ModelRegistry
 from nba.demo.seed import seed_through_kafka, train_demo_model
 from nba.demo.traffic import drive
 from nba.demo.world import DemoWorld
-from nba.processes import child_env, nba_command, spawn, stop
+from nba.processes import child_env, nba_command, spawn, stop_all
 from rules.catalogue import load_catalogue
 from streams.lag import wait_for_lag_zero
 from streams.worker import worker_group
@@ -58,7 +59,10 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
     logs = settings.data_dir / "logs"
     try:
         _step("starting Redis and the Kafka-protocol broker")
-        with _stack(settings) as endpoints:
+        with contextlib.ExitStack() as running:
+            endpoints = running.enter_context(_stack(settings))
+            # last in, first out: the API and the worker stop before Redis and the broker
+            running.callback(stop_all, children)
             _step(f"redis {endpoints.redis_url}, broker {endpoints.kafka_brokers}")
             env = child_env(
                 NBA_REDIS_URL=endpoints.redis_url, NBA_KAFKA_BROKERS=endpoints.kafka_brokers
@@ -105,5 +109,4 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
         _step("interrupted; stopping")
         return 130
     finally:
-        for child in reversed(children):
-            stop(child)
+        stop_all(children)  # those still running if the stack did not start

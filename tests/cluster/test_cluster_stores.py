@@ -17,7 +17,7 @@ from engine.writes import Append, EventWrites, ImpactResponse, Increment, Put
 from feature_store.catalogue_store import RedisCatalogueStore
 from feature_store.connect import connect
 from feature_store.impact_store import Cell, RedisImpactStore
-from feature_store.ops_store import RedisOpsStore
+from feature_store.ops_store import TTL_S, RedisOpsStore
 from feature_store.redis_store import APPLY_ONCE, RedisFeatureStore
 from rules.contact import Reservation
 from tests.cluster.cluster import LocalCluster
@@ -177,6 +177,6 @@ async def test_workers_publish_replace_and_expire(redis_cluster: LocalCluster, p
             "w2": {"applied": 2.0, "lag": 0.5},
         }
         client = await ops.redis()
-        assert 0 < await client.ttl(f"{prefix}{{ops}}:worker:w1") <= 30
+        assert 0 < await client.ttl(f"{prefix}{{ops}}:worker:w1") <= TTL_S
     finally:
         await ops.close()
