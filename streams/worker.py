@@ -2,9 +2,10 @@
 
 Each agent reads raw bytes, validates them into an event, turns the event into
 writes (``streams.handlers``) and applies a batch of them with one pipelined call.
-An event that does not validate goes to the dead-letter topic with the reason and
-the worker carries on. Effects are idempotent on ``event_id`` (the store's marker),
-so a redelivered batch after a crash changes nothing.
+An event that does not validate (``engine.events``: its fields, its time, a consent's
+``granted``), or whose message key is not its ``customer_id``, goes to the dead-letter
+topic with the reason and the worker carries on. Effects are idempotent on ``event_id``
+(the store's marker), so a redelivered batch after a crash changes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -44,6 +46,34 @@ MAX_EVENT_BYTES = 256 * 1024
 WORKER_TOPICS = ("crm", "clickstream", "responses", "decisions")  # what a worker reads
 COMMIT_EVERY = 50_000
 WORKER_GROUP = "nba-worker"
+# the freshness metric measures the pipeline (event time to stored): an event older than
+# this when stored is a backfill or a replay, counted as applied but left out of it (the
+# consumer lag shows a backlog), so one ancient event does not make the quantiles
+FRESHNESS_HORIZON_S = 24 * 3600.0
+
+
+def key_problem(key: bytes | None, customer_id: str) -> str | None:
+    """Why a record's message key does not fit its event, if it does not: the key is the
+    customer id (contract §4), which keeps a customer's events in order on one partition.
+
+    >>> key_problem(b"c-1", "c-1") is None
+    True
+    >>> key_problem(None, "c-1")
+    'message key: missing; it must be the customer_id'
+    >>> key_problem(b"c-2", "c-1")
+    "message key: 'c-2' is not the customer_id 'c-1'"
+    """
+    if key is None:
+        return "message key: missing; it must be the customer_id"
+    if key != customer_id.encode():
+        shown = key[:160].decode("utf-8", "replace")
+        return f"message key: {shown!r} is not the customer_id {customer_id!r}"
+    return None
+
+
+def fresh_times(times: list[float], now: float) -> list[float]:
+    """The event times the freshness metric counts (see :data:`FRESHNESS_HORIZON_S`)."""
+    return [t for t in times if now - t <= FRESHNESS_HORIZON_S]
 
 
 def worker_group(topic_prefix: str) -> str:
@@ -196,6 +226,7 @@ def create_worker_app(
         body = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
         record = {"topic": topic, "reason": reason, "value": body[:4096]}
         await dlq.send(key=key, value=orjson.dumps(record))
+        stats.dead_lettered(topic)  # nba_stream_dead_letters_total
         log.warning("dead-lettered an event from %s: %s", topic, reason)
 
     def agent_for(name: str, model: type[E], handle: Callable[[list[E]], Awaitable[int]]) -> None:
@@ -210,7 +241,7 @@ def create_worker_app(
                 parsed_events = [parsed for _, parsed in batch]
                 applied = await _until_stored(name, handle, parsed_events)
                 times = [e.timestamp.timestamp() for e in parsed_events]  # type: ignore[attr-defined]
-                stats.observe(name, times, applied)
+                stats.observe(name, fresh_times(times, time.time()), applied)
                 for event, _ in batch:
                     await events.ack(event)
 
@@ -218,6 +249,9 @@ def create_worker_app(
             try:
                 async for event in events.events():
                     parsed, reason = decode_event(event.value, model)
+                    if parsed is not None:
+                        reason = key_problem(event.key, parsed.customer_id)  # type: ignore[attr-defined]
+                        parsed = None if reason else parsed
                     if parsed is None:
                         await dead_letter(name, event.key, event.value, reason or "invalid")
                         await events.ack(event)
@@ -300,9 +334,12 @@ def create_worker_app(
             log_group(app_id),
             lambda raw: decode_event(raw, DecisionRecord),
             lambda records: _until_stored(LOG_TOPIC, decisions, records),
-            dead_letter,
+            # named as the agents name their topics in the dead letters: without the prefix
+            lambda _topic, key, raw, reason: dead_letter(LOG_TOPIC, key, raw, reason),
             lambda records, applied: stats.observe(
-                LOG_TOPIC, [r.timestamp.timestamp() for r in records], applied
+                LOG_TOPIC,
+                fresh_times([r.timestamp.timestamp() for r in records], time.time()),
+                applied,
             ),
         )
 

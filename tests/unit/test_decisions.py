@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -74,11 +75,27 @@ async def test_no_marketing_without_consent_and_explanations_name_the_rule() -> 
     store = MemoryFeatureStore()
     await with_profile(store, "c1", **{**ADULT, "consent_marketing": False})
     result = await decider(store).decide(DecisionInput("c1", "web", "home_hero", {}, 5, True))
-    # only service: activities, and the help banner whose purpose is service
-    assert {a["action_id"] for a in result["actions"]} <= {"welcome-series", "help-and-returns"}
-    assert "help-and-returns" in {a["action_id"] for a in result["actions"]}
+    # only service: the help banner whose purpose is service (the welcome series sells)
+    assert {a["action_id"] for a in result["actions"]} == {"help-and-returns"}
     reasons = {e["action_id"]: e["excluded_by"] for e in result["excluded"]}
     assert reasons["summer-shoes-10"] == "no-marketing-without-consent"
+    assert reasons["welcome-series"] == "no-marketing-without-consent"
+
+
+async def test_no_sales_activity_by_email_without_marketing_consent() -> None:
+    """Activities of purpose sales are marketing too; service activities need no consent."""
+    store = MemoryFeatureStore()
+    young = {**ADULT, "consent_marketing": False, "tenure_months": 1, "region": "north"}
+    await with_profile(store, "c1", **young)
+    result = await decider(store).decide(DecisionInput("c1", "email", None, {}, 20, True))
+    catalogue = load_catalogue(DEMO_CATALOGUE)
+    purpose = {a.action.id: a.action.attributes.get("purpose") for a in catalogue.actions}
+    shown = {a["action_id"] for a in result["actions"]}
+    assert not {a for a in shown if purpose[a] == "sales"}, shown
+    assert "feedback-survey" in shown  # service still reaches the customer
+    reasons = {e["action_id"]: e["excluded_by"] for e in result["excluded"]}
+    for action in ("welcome-series", "product-news", "roadshow-invite"):
+        assert reasons[action] == "no-marketing-without-consent", reasons
 
 
 async def test_ranking_is_priority_and_limit_is_respected() -> None:
@@ -216,6 +233,101 @@ async def test_the_log_keeps_the_offsets_the_ranking_used_from_one_model_call() 
     p_chosen = record["candidates"]["p_chosen"]
     assert all(0.005 <= p <= 1.0 for p in p_chosen)  # clipped below: logged for IPS
     assert max(p_chosen) > 1 / len(p_chosen)
+
+
+async def _logged_against_answered(engine: Decider, limit: int, rounds: int) -> list[dict]:  # type: ignore[type-arg]
+    """``rounds`` web decisions for one customer: per action, how often it was in the
+    answer against the mean of the p_chosen its records logged."""
+    store = engine.store
+    assert isinstance(store, MemoryFeatureStore)
+    await with_profile(store, "c-slate", **ADULT)
+    sink = engine.sink
+    assert isinstance(sink, ListSink)
+    answered: dict[str, int] = {}
+    logged: dict[str, float] = {}
+    records = []
+    for _ in range(rounds):
+        result = await engine.decide(DecisionInput("c-slate", "web", limit=limit))
+        await records_built()
+        record = orjson.loads(sink.records[-1][2])
+        records.append(record)
+        for action in result["actions"]:
+            answered[action["action_id"]] = answered.get(action["action_id"], 0) + 1
+        candidates = record["candidates"]
+        for action_id, p in zip(candidates["action_ids"], candidates["p_chosen"], strict=True):
+            logged[action_id] = logged.get(action_id, 0.0) + p / rounds
+    for action_id, p in logged.items():
+        assert abs(answered.get(action_id, 0) / rounds - p) < 0.08, (action_id, answered, logged)
+    return records
+
+
+async def test_p_chosen_is_each_candidates_chance_of_being_in_a_thompson_answer() -> None:
+    """At limit 3 the logged p_chosen is each action's chance of being among the three
+    answered (web: at most one per category), not of ranking first; the record keeps the
+    limit, and the shares sum to it."""
+    from models.adaptive import AdaptiveModel
+    from nba.adaptive import blend_with
+
+    live = LiveState(
+        load_catalogue(DEMO_CATALOGUE), CountingModel(), blend=blend_with(AdaptiveModel())
+    )
+    engine = Decider(MemoryFeatureStore(), live, ListSink(), DecisionPolicy(control_share=0.0))
+    records = await _logged_against_answered(engine, limit=3, rounds=300)
+    for record in records:
+        assert record["limit"] == 3 and record["group"] == "treatment"
+        assert len(record["chosen"]) == 3
+        p_chosen = record["candidates"]["p_chosen"]
+        assert abs(sum(p_chosen) - 3) <= 0.5 / 100 * len(p_chosen)
+
+
+async def test_the_hold_out_logs_its_chance_under_the_diversity_rule(tmp_path: Path) -> None:
+    """The hold-out walks a random order with web's one-per-category rule: an action in
+    a crowded category is in the answer less often than limit / n."""
+    folder = shutil.copytree(DEMO_CATALOGUE, tmp_path / "catalogue")
+    settings = folder / "channels.yaml"
+    text = settings.read_text()
+    assert "control: {share: 0.05," in text
+    settings.write_text(text.replace("control: {share: 0.05,", "control: {share: 1.0,"))
+    engine = decider(MemoryFeatureStore(), folder=folder)
+    records = await _logged_against_answered(engine, limit=2, rounds=300)
+    for record in records:
+        assert record["limit"] == 2 and record["group"] == "control"
+        p_chosen = record["candidates"]["p_chosen"]
+        assert abs(sum(p_chosen) - 2) <= 0.5 / 100 * len(p_chosen)
+        assert max(p_chosen) - min(p_chosen) > 0.05  # not a flat limit / n
+
+
+async def test_a_record_becomes_one_log_line_per_shown_action_with_its_chance() -> None:
+    """nba train --log / nba evaluate: each shown action's propensity is its logged
+    p_chosen (its chance of being in the answer), at its position."""
+    from models.adaptive import AdaptiveModel
+    from models.ope import Rounds
+    from nba.adaptive import blend_with
+    from nba.stream_log import join
+
+    store = MemoryFeatureStore()
+    await with_profile(store, "c-join", **ADULT)
+    live = LiveState(
+        load_catalogue(DEMO_CATALOGUE), CountingModel(), blend=blend_with(AdaptiveModel())
+    )
+    sink = ListSink()
+    engine = Decider(store, live, sink, DecisionPolicy(control_share=0.0))
+    result = await engine.decide(DecisionInput("c-join", "web", limit=3))
+    await records_built()
+    record = orjson.loads(sink.records[-1][2])
+    shown = [a["action_id"] for a in result["actions"]]
+    click = {"decision_id": record["decision_id"], "action_id": shown[1], "outcome": "click"}
+    rows = join([record], [click])
+    chance = dict(
+        zip(record["candidates"]["action_ids"], record["candidates"]["p_chosen"], strict=True)
+    )
+    assert [(r["action_id"], r["position"]) for r in rows] == [
+        (a, p) for p, a in enumerate(shown, 1)
+    ]
+    assert [r["propensity"] for r in rows] == [chance[a] for a in shown]
+    assert [r["reward"] for r in rows] == [0.0, 1.0, 0.0]
+    rounds = Rounds.from_records(rows)
+    assert rounds.propensities.tolist() == [chance[a] for a in shown]
 
 
 class CountingStore(MemoryFeatureStore):
