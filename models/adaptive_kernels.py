@@ -310,6 +310,36 @@ def candidate_moments(
 
 
 @njit(cache=True)
+def _score_bounds(
+    mean: npt.NDArray[np.float64],
+    sd: npt.NDArray[np.float64],
+    shared_mean: float,
+    shared_sd: float,
+    weights: npt.NDArray[np.float64],
+    weighted: bool,
+    sigmas: float,
+    limit: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Each candidate's best and worst score ``sigmas`` deviations up and down (its own and
+    the shared term's), scored as a draw scores it: which candidates can win at all."""
+    n = len(mean)
+    up = np.empty(n)
+    down = np.empty(n)
+    shared_reach = sigmas * shared_sd
+    for i in range(n):
+        reach = sigmas * sd[i]
+        if weighted:
+            hi = mean[i] + reach + (shared_mean + shared_reach)
+            lo = mean[i] - reach + (shared_mean - shared_reach)
+            up[i] = clipped_sigma(hi, limit) * weights[i]
+            down[i] = clipped_sigma(lo, limit) * weights[i]
+        else:
+            up[i] = mean[i] + reach
+            down[i] = mean[i] - reach
+    return up, down
+
+
+@njit(cache=True)
 def chosen_first(
     mean: npt.NDArray[np.float64],
     sd: npt.NDArray[np.float64],
@@ -332,19 +362,7 @@ def chosen_first(
     for the ``m`` contenders in order, so ``normals`` holds at least ``draws (m + 1)``.
     Logits are clipped to ``±limit`` before σ."""
     n = len(mean)
-    up = np.empty(n)
-    down = np.empty(n)
-    shared_reach = sigmas * shared_sd
-    for i in range(n):
-        reach = sigmas * sd[i]
-        if weighted:
-            hi = mean[i] + reach + (shared_mean + shared_reach)
-            lo = mean[i] - reach + (shared_mean - shared_reach)
-            up[i] = clipped_sigma(hi, limit) * weights[i]
-            down[i] = clipped_sigma(lo, limit) * weights[i]
-        else:
-            up[i] = mean[i] + reach
-            down[i] = mean[i] - reach
+    up, down = _score_bounds(mean, sd, shared_mean, shared_sd, weights, weighted, sigmas, limit)
     floor = down.max() if n else 0.0
     contenders = np.flatnonzero(up >= floor)
     m = len(contenders)
@@ -428,20 +446,9 @@ def chosen_within(
     n = len(mean)
     grouped = len(groups) > 0
     k = min(chosen, n)
-    up = np.empty(n)
-    down = np.empty(n)
+    up, down = _score_bounds(mean, sd, shared_mean, shared_sd, weights, weighted, sigmas, limit)
     group_down = np.full(n, -np.inf)
-    shared_reach = sigmas * shared_sd
     for i in range(n):
-        reach = sigmas * sd[i]
-        if weighted:
-            hi = mean[i] + reach + (shared_mean + shared_reach)
-            lo = mean[i] - reach + (shared_mean - shared_reach)
-            up[i] = clipped_sigma(hi, limit) * weights[i]
-            down[i] = clipped_sigma(lo, limit) * weights[i]
-        else:
-            up[i] = mean[i] + reach
-            down[i] = mean[i] - reach
         g = groups[i] if grouped else i
         group_down[g] = max(group_down[g], down[i])
     floor = np.sort(group_down)[n - k] if k > 0 else np.inf
