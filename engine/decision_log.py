@@ -126,7 +126,8 @@ def _random_order_shares(
     """The hold-out's shares with a diversity rule: the chance of being among the first
     ``limit`` taken when a random order is walked skipping a group already taken, that is
     the ``limit`` first of the groups' first comers, over ``draws`` random orders (at
-    least ``0.5 / draws``). Groups are coded ``0 … g-1``, every code used."""
+    least ``0.5 / draws``). Groups are any codes in ``0 … n-1``."""
+    groups = np.unique(groups, return_inverse=True)[1]  # coded 0 … g-1, every code used
     n, g = len(groups), int(groups.max()) + 1
     offset = 2.0 * np.arange(g)
     keys = rng.random((draws, n)) + offset[groups]  # a group's members together, by key
@@ -142,17 +143,14 @@ def _random_order_shares(
 
 
 def _groups(snap: Snapshot, ranked: Ranked) -> np.ndarray:
-    """Each candidate's value of the diversity attribute, coded ``0 … n-1``; a candidate
-    without one is a group of its own (the selection never skips it)."""
-    views, attribute = snap.catalogue.views, ranked.diversity
-    codes: dict[Any, int] = {}
-    out = np.empty(len(ranked.idx), dtype=np.int64)
-    for pos, index in enumerate(ranked.idx.tolist()):
-        value = views[index].get(attribute)
-        out[pos] = codes.setdefault(value, len(codes)) if value is not None else -1
-    alone = out < 0
-    out[alone] = np.arange(len(codes), len(codes) + int(alone.sum()))
-    return out
+    """Each candidate's group under the diversity attribute, as the position of the first
+    candidate of its group (so in ``0 … n-1``); a candidate without the attribute is a
+    group of its own (the selection never skips it). The catalogue codes the values once."""
+    codes = snap.catalogue.diversity_codes(str(ranked.diversity))[ranked.idx]
+    first = np.empty(len(snap.catalogue.views), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first
+    found: np.ndarray = first[codes]
+    return found
 
 
 def _learn_entries(

@@ -106,6 +106,26 @@ class Catalogue:
         """How long a decision on ``channel`` waits for the store, in seconds."""
         return self._budgets.get(channel, default)
 
+    def diversity_codes(self, attribute: str) -> np.ndarray:
+        """Each action's value of a diversity attribute as a number, worked out once per
+        attribute: equal values share one, an action without the attribute has one of
+        its own (a selection never skips it for another)."""
+        found = self._diversity_codes.get(attribute)
+        if found is None:
+            codes: dict[Any, int] = {}
+            found = np.empty(len(self.views), dtype=np.int64)
+            for index, view in enumerate(self.views):
+                value = view.get(attribute)
+                found[index] = codes.setdefault(value, len(codes)) if value is not None else -1
+            alone = found < 0
+            found[alone] = np.arange(len(codes), len(codes) + int(alone.sum()))
+            self._diversity_codes[attribute] = found
+        return found
+
+    @cached_property
+    def _diversity_codes(self) -> dict[str, np.ndarray]:
+        return {}
+
     @cached_property
     def _budgets(self) -> dict[str, float]:
         """The channels that set their own budget, in seconds (each request asks)."""
