@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from models.adaptive_kernels import chosen_first, selection_shares, thompson_draw
+from models.adaptive_kernels import thompson_draw
+from models.selection_kernels import chosen_first, selection_shares
 
 __all__ = ["CONTENDER_SIGMAS", "LOGIT_LIMIT", "Moments", "NormalPool", "sigmoid"]
 
@@ -78,7 +79,7 @@ class Moments:
         :data:`CONTENDER_SIGMAS` deviations up) stays below another's worst case (as many
         down) would win only through draws rarer than one in 30,000 each, so it gets 0
         without being sampled. That keeps the cost near the number of contenders rather
-        than of candidates. The draws are compiled: :func:`models.adaptive_kernels.chosen_first`.
+        than of candidates. The draws are compiled: :func:`models.selection_kernels.chosen_first`.
         """
         n = len(self.mean)
         if n == 0 or draws < 1:

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import adaptive_kernels
+from models import adaptive_kernels, selection_kernels
 from models.adaptive import CONTENDER_SIGMAS, AdaptiveModel, Moments, sigmoid
 from models.adaptive_state import Delta
 
@@ -19,7 +19,7 @@ def test_warm_up_leaves_each_kernel_compiled_once() -> None:
     adaptive_kernels.warm_up()
     assert len(adaptive_kernels.design_rows.signatures) == 1
     assert len(adaptive_kernels.laplace_steps.signatures) == 1
-    assert len(adaptive_kernels.chosen_first.signatures) == 1
+    assert len(selection_kernels.chosen_first.signatures) == 1
 
 
 _WORDS = st.sampled_from(["shoes", "bags", "gold", "x", ""])
