@@ -3,191 +3,38 @@
 A user's mistake, or a service that cannot be reached, ends a command with one line on
 stderr, ``nba <command>: <what is wrong>``, naming the variable or argument behind it, and
 a non-zero exit: 2 for bad input (arguments, configuration, files), 1 when a server cannot
-be reached or started. Never a traceback.
+be reached or started. Never a traceback. What a command checks and starts before its
+work is in :mod:`nba.startup`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import logging
 import math
 import os
-import socket
 import sys
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.config import ConfigError, Settings, folder_problem, load_settings
+from engine.config import folder_problem
+from nba.startup import (
+    CommandError,
+    check_listen,
+    compiled_catalogue,
+    redis_errors,
+    redis_unreachable,
+    settings_or_exit,
+    stack_for,
+)
 
 if TYPE_CHECKING:
-    import subprocess
-
-    from engine.embedded import EmbeddedStack, StackEndpoints
     from models.registry import ModelRegistry
     from models.training import TrainingSet
-    from rules.catalogue import Catalogue
 
 log = logging.getLogger("nba")
-
-
-class CommandError(Exception):
-    """Ends a command: :func:`main` prints ``nba <command>: <message>`` and exits ``code``."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"nba: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _stack(settings: Settings) -> _Stack:
-    """The embedded servers where none is configured: Redis with the API's priority and
-    CPUs (a decision waits on it) but its own background work on the background's, and
-    the broker with the background's."""
-    from engine.affinity import cpus_of
-    from engine.embedded import EmbeddedStack
-    from nba.wiring import topic_names
-
-    return _Stack(
-        settings,
-        EmbeddedStack(
-            settings.data_dir / "embedded",
-            redis_url=settings.redis_url,
-            kafka_brokers=settings.kafka_brokers,
-            topics=topic_names(settings),
-            broker_nice=settings.background_nice,
-            redis_cpus=cpus_of(settings.api_cpus),
-            background_cpus=cpus_of(settings.background_cpus),
-        ),
-    )
-
-
-class _Stack:
-    """An :class:`~engine.embedded.EmbeddedStack` whose failure to start ends the command
-    with one line: an external broker that does not answer names ``NBA_KAFKA_BROKERS``.
-
-    A configured Redis is not checked here: the API starts without it and serves fallback
-    decisions until it answers; the commands that need it say so when they reach it.
-    """
-
-    def __init__(self, settings: Settings, stack: EmbeddedStack) -> None:
-        self.settings = settings
-        self.stack = stack
-        self.stack_dir = settings.data_dir.resolve()
-
-    @property
-    def started_processes(self) -> list[subprocess.Popen[bytes]]:
-        return self.stack.started_processes
-
-    def __enter__(self) -> StackEndpoints:
-        from engine.embedded import EmbeddedStackError
-
-        # the Kafka client logs every failed connection (five a second) while it retries
-        kafka_log = logging.getLogger("aiokafka")
-        level = kafka_log.level
-        kafka_log.setLevel(logging.CRITICAL)
-        try:
-            endpoints = self.stack.start()
-        except EmbeddedStackError as exc:
-            raise CommandError(self._problem(exc), code=1) from None
-        except OSError as exc:  # its servers' folders, under the data dir
-            if not str(exc.filename or "").startswith(str(self.stack_dir)):
-                raise
-            raise CommandError(
-                f"NBA_DATA_DIR: cannot create {exc.filename} ({exc.strerror})", code=1
-            ) from None
-        finally:
-            kafka_log.setLevel(level)
-        if self.stack.shared_with is not None:
-            print(
-                f"using the embedded Redis ({endpoints.redis_url}) and broker "
-                f"({endpoints.kafka_brokers}) of process {self.stack.shared_with}, on the same "
-                "NBA_DATA_DIR; they stop when it stops",
-                file=sys.stderr,
-                flush=True,
-            )
-        return endpoints
-
-    def __exit__(self, *exc: object) -> None:
-        self.stack.stop()
-
-    def _problem(self, exc: Exception) -> str:
-        brokers = self.settings.kafka_brokers
-        if brokers and brokers in str(exc):  # its messages about the broker name it
-            if exc.__cause__ is not None:  # the client never connected
-                return f"NBA_KAFKA_BROKERS: cannot reach Kafka at {brokers} (no broker answered)"
-            return f"NBA_KAFKA_BROKERS: {exc}"
-        return f"cannot start the embedded servers: {exc}"
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _redis_errors() -> tuple[type[Exception], ...]:
-    """What a command that needs Redis gets when Redis is away."""
-    from engine.errors import StoreUnavailable
-    from feature_store.connect import UNAVAILABLE
-
-    return (*UNAVAILABLE, StoreUnavailable)
-
-
-def _redis_unreachable(settings: Settings, url: str, exc: BaseException) -> CommandError:
-    variable = "NBA_REDIS_URL: " if settings.redis_url else ""
-    reason = exc.__cause__ or exc
-    return CommandError(f"{variable}cannot reach Redis at {_redacted(url)} ({reason})", code=1)
-
-
-def _catalogue(settings: Settings) -> Catalogue:
-    """``NBA_CATALOGUE`` compiled; a refused one lists its problems on stderr, each with its
-    file and line, and ends the command."""
-    from engine.errors import CatalogueError
-    from rules.catalogue import load_catalogue
-
-    try:
-        return load_catalogue(settings.catalogue)
-    except CatalogueError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        raise CommandError(
-            f"NBA_CATALOGUE: {len(exc.problems)} problem(s) in {settings.catalogue}; "
-            "catalogue refused"
-        ) from None
-
-
-def _check_listen(host: str, port: int, host_from: str, port_from: str) -> None:
-    """The API can listen on ``host:port``: checked before anything starts, with the
-    setting to blame (uvicorn's own error names neither)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise CommandError(f"{host_from}: cannot resolve {host!r} ({exc.strerror})") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            blame = host_from if exc.errno == errno.EADDRNOTAVAIL else port_from
-            raise CommandError(
-                f"{blame}: cannot listen on {host}:{port} ({exc.strerror})", code=1
-            ) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -197,12 +44,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engine.http_protocol import LeanHttpProtocol
     from nba.wiring import build_app
 
-    settings = _settings()
+    settings = settings_or_exit()
     host, port = args.host or settings.host, args.port or settings.port
-    _check_listen(
+    check_listen(
         host, port, "--host" if args.host else "NBA_HOST", "--port" if args.port else "NBA_PORT"
     )
-    catalogue = _catalogue(settings)
+    catalogue = compiled_catalogue(settings)
     pin_process(cpus_of(settings.api_cpus))  # its worker processes inherit it
     options: dict[str, Any] = {
         "host": host,
@@ -214,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # connections and requests still open at a stop get this long, then are dropped
         "timeout_graceful_shutdown": 5,
     }
-    with _stack(settings) as endpoints:
+    with stack_for(settings) as endpoints:
         if args.workers <= 1:
             app = build_app(settings, endpoints.redis_url, endpoints.kafka_brokers, catalogue)
             uvicorn.run(app, **options)  # type: ignore[arg-type]
@@ -243,8 +90,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.transport import QuietWorker
     from streams.worker import create_worker_app
 
-    settings = _settings()
-    with _stack(settings) as endpoints:
+    settings = settings_or_exit()
+    with stack_for(settings) as endpoints:
         from engine.affinity import cpus_of, pin_process
         from engine.priority import lower_priority
 
@@ -312,10 +159,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from nba.demo.seed import seed_directly, train_demo_model
     from nba.demo.world import DemoWorld
 
-    settings = _settings()
-    catalogue = _catalogue(settings)
+    settings = settings_or_exit()
+    catalogue = compiled_catalogue(settings)
     world = DemoWorld(args.customers)
-    with _stack(settings) as endpoints:
+    with stack_for(settings) as endpoints:
 
         async def run() -> int:
             store = RedisFeatureStore.from_url(endpoints.redis_url)
@@ -326,8 +173,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
         try:
             applied = asyncio.run(run())
-        except _redis_errors() as exc:
-            raise _redis_unreachable(settings, endpoints.redis_url, exc) from None
+        except redis_errors() as exc:
+            raise redis_unreachable(settings, endpoints.redis_url, exc) from None
         print(f"seeded {len(world.customers)} customers ({applied} events applied)")
     registry = ModelRegistry(settings.model_dir)
     if registry.current() is None or args.retrain:
@@ -345,14 +192,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.logfile import read_log
     from models.registry import ModelRegistry
 
-    settings = _settings()
+    settings = settings_or_exit()
     registry = ModelRegistry(Path(args.out) if args.out else settings.model_dir)
-    catalogue = _catalogue(settings)
+    catalogue = compiled_catalogue(settings)
     views = {a.action.id: a.view for a in catalogue.actions}
     if args.from_stream:
         from nba.stream_log import read_history, training_set, write_log
 
-        with _stack(settings) as endpoints:
+        with stack_for(settings) as endpoints:
             rows = read_history(endpoints.kafka_brokers, settings.topic_prefix)
         print(
             f"{len(rows)} shown actions in the decision log, "
@@ -406,7 +253,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     from engine.errors import CatalogueError
     from rules.catalogue import load_catalogue
 
-    folder = Path(args.folder) if args.folder else _settings().catalogue
+    folder = Path(args.folder) if args.folder else settings_or_exit().catalogue
     if not folder.is_dir():
         raise CommandError(
             f"{folder}: " + ("not a folder" if folder.exists() else "no such folder")
@@ -437,7 +284,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nba.evaluate import run_evaluate
 
-    settings = _settings()
+    settings = settings_or_exit()
     return run_evaluate(Path(args.log), args.policy or ["logged"], args.json, settings.catalogue)
 
 
@@ -445,7 +292,7 @@ def cmd_email_run(args: argparse.Namespace) -> int:
     from engine.config import resolve_api_keys
     from nba.email_run import run_email
 
-    settings = _settings()
+    settings = settings_or_exit()
     keys, _ = resolve_api_keys(settings)
     key = args.api_key or next(
         (k for k, scopes in keys.items() if "decide" in scopes or "admin" in scopes), None
@@ -465,9 +312,9 @@ def cmd_report_uplift(args: argparse.Namespace) -> int:
     from nba.report import run_report_uplift
     from nba.wiring import arm_counts
 
-    settings = _settings()
-    catalogue = _catalogue(settings)
-    with _stack(settings) as endpoints:
+    settings = settings_or_exit()
+    catalogue = compiled_catalogue(settings)
+    with stack_for(settings) as endpoints:
 
         async def cells() -> list[Any]:
             impact = RedisImpactStore.from_url(endpoints.redis_url)
@@ -481,8 +328,8 @@ def cmd_report_uplift(args: argparse.Namespace) -> int:
         except StoredDataError as exc:
             print(f"nba report uplift: {exc}", file=sys.stderr)
             return 2
-        except _redis_errors() as exc:
-            raise _redis_unreachable(settings, endpoints.redis_url, exc) from None
+        except redis_errors() as exc:
+            raise redis_unreachable(settings, endpoints.redis_url, exc) from None
     counts = arm_counts(found, catalogue)
     return run_report_uplift(counts, Path(args.out))
 
@@ -490,7 +337,7 @@ def cmd_report_uplift(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from models.registry import ModelRegistry
 
-    registry = ModelRegistry(Path(args.dir) if args.dir else _settings().model_dir)
+    registry = ModelRegistry(Path(args.dir) if args.dir else settings_or_exit().model_dir)
     try:
         if args.models_command == "list":
             current, challenger = registry.current(), registry.challenger()
@@ -523,18 +370,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
-    settings = _settings()
-    _check_listen(settings.host, settings.port, "NBA_HOST", "NBA_PORT")  # where it serves
-    _catalogue(settings)
+    settings = settings_or_exit()
+    check_listen(settings.host, settings.port, "NBA_HOST", "NBA_PORT")  # where it serves
+    compiled_catalogue(settings)
     return run_demo(settings, args.duration, args.customers, args.concurrency)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from nba.loadtest import run_loadtest
 
-    settings = _settings()
+    settings = settings_or_exit()
     if args.url is None:  # it starts the API on the catalogue
-        _catalogue(settings)
+        compiled_catalogue(settings)
     return run_loadtest(
         args.rate,
         args.duration,

@@ -128,17 +128,17 @@ def _serving(
     """The whole stack as ``nba demo`` starts it."""
     from engine.embedded import free_port
     from models.registry import ModelRegistry
-    from nba.cli import _stack
     from nba.demo.seed import seed_through_kafka, train_demo_model
     from nba.demo.world import DemoWorld
     from nba.processes import child_env, nba_command, spawn, stop_all
+    from nba.startup import stack_for
     from rules.catalogue import load_catalogue
     from streams.lag import wait_for_lag_zero
     from streams.worker import WORKER_TOPICS, reading_groups, worker_group
 
     logs = settings.data_dir / "logs"
     step("starting Redis and the Kafka-protocol broker (embedded unless configured)")
-    stack = _stack(settings)
+    stack = stack_for(settings)
     with contextlib.ExitStack() as running:
         endpoints = running.enter_context(stack)
         # last in, first out: Locust, the API and the worker stop before the stack

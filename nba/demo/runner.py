@@ -43,7 +43,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run_demo(settings: Settings, duration_s: float, customers: int, concurrency: int) -> int:
-    from nba.cli import _stack
+    from nba.startup import stack_for
 
     signal.signal(signal.SIGTERM, _terminate)
     children: list[subprocess.Popen[bytes]] = []
@@ -60,7 +60,7 @@ def run_demo(settings: Settings, duration_s: float, customers: int, concurrency:
     try:
         _step("starting Redis and the Kafka-protocol broker")
         with contextlib.ExitStack() as running:
-            endpoints = running.enter_context(_stack(settings))
+            endpoints = running.enter_context(stack_for(settings))
             # last in, first out: the API and the worker stop before Redis and the broker
             running.callback(stop_all, children)
             _step(f"redis {endpoints.redis_url}, broker {endpoints.kafka_brokers}")

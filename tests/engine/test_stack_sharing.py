@@ -18,7 +18,7 @@ import redis
 from engine.config import load_settings
 from engine.embedded import EmbeddedStack, EmbeddedStackError
 from engine.stack_lock import LOCK_NAME
-from nba.cli import _Stack
+from nba.startup import CommandStack
 
 UNUSED_BROKER = "127.0.0.1:9"  # never contacted: a stack without topics does not talk to it
 OWNER = """
@@ -100,7 +100,7 @@ def test_the_command_says_whose_servers_it_uses(
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path.parent / "data"))
     monkeypatch.setenv("NBA_KAFKA_BROKERS", UNUSED_BROKER)
     settings = load_settings()
-    with _Stack(settings, EmbeddedStack(tmp_path, kafka_brokers=UNUSED_BROKER)) as endpoints:
+    with CommandStack(settings, EmbeddedStack(tmp_path, kafka_brokers=UNUSED_BROKER)) as endpoints:
         assert endpoints.redis_url == url
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0

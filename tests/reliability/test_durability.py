@@ -50,7 +50,7 @@ def redis_only(data_dir: Path, stack: StackEndpoints) -> EmbeddedStack:
     return EmbeddedStack(data_dir, kafka_brokers=stack.kafka_brokers)
 
 
-def test_a_profile_survives_a_stop_and_start_of_the_embedded_stack(
+def test_a_profile_survives_a_stop_and_start_of_the_embeddedstack_for(
     stack: StackEndpoints, tmp_path: Path
 ) -> None:
     customer = f"du-{uuid.uuid4().hex[:8]}"
@@ -82,8 +82,8 @@ def test_a_profile_survives_a_restart_of_the_stack_nba_demo_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``nba demo`` (and serve, worker, seed without NBA_REDIS_URL/NBA_KAFKA_BROKERS)
-    starts its servers with ``nba.cli._stack``: Redis under NBA_DATA_DIR/embedded."""
-    from nba.cli import _stack
+    starts its servers with ``nba.startup.stack_for``: Redis under NBA_DATA_DIR/embedded."""
+    from nba.startup import stack_for
 
     for name in ("NBA_REDIS_URL", "NBA_KAFKA_BROKERS", "NBA_API_KEYS"):
         monkeypatch.delenv(name, raising=False)
@@ -91,8 +91,8 @@ def test_a_profile_survives_a_restart_of_the_stack_nba_demo_starts(
     monkeypatch.setenv("NBA_TOPIC_PREFIX", "du.")
     settings = load_settings()
     customer = f"du-{uuid.uuid4().hex[:8]}"
-    with _stack(settings) as endpoints:
+    with stack_for(settings) as endpoints:
         write_profile(endpoints.redis_url, customer, consent_marketing=True)
     assert (tmp_path / "var" / "embedded" / "redis").is_dir()
-    with _stack(settings) as endpoints:
+    with stack_for(settings) as endpoints:
         assert read_profile(endpoints.redis_url, customer) == {"consent_marketing": True}

@@ -16,7 +16,8 @@ import pytest
 
 from engine.config import DEMO_CATALOGUE, load_settings
 from engine.embedded import EmbeddedStack, StackEndpoints, free_port
-from nba.cli import CommandError, _Stack, main, parser
+from nba.cli import main, parser
+from nba.startup import CommandError, CommandStack
 from tests.conftest import ROOT
 
 
@@ -231,7 +232,7 @@ def test_an_external_broker_that_does_not_answer_is_one_line_naming_the_variable
         topics=["t.crm"],
         startup_timeout=1.0,
     )
-    with pytest.raises(CommandError) as caught, _Stack(settings, stack):
+    with pytest.raises(CommandError) as caught, CommandStack(settings, stack):
         pass
     assert str(caught.value) == (
         "NBA_KAFKA_BROKERS: cannot reach Kafka at 127.0.0.1:2 (no broker answered)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import nba.cli
+import nba.startup
 from engine.config import load_settings
 from engine.embedded import StackEndpoints
 from nba.demo import runner
@@ -62,7 +62,7 @@ def test_the_demo_stops_its_worker_before_the_stack(
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("NBA_API_KEYS", '{"test-admin-key": ["admin"]}')
     stack = RecordingStack(sleepers)
-    monkeypatch.setattr(nba.cli, "_stack", lambda settings: stack)
+    monkeypatch.setattr(nba.startup, "stack_for", lambda settings: stack)
     monkeypatch.setattr(runner, "spawn", fake_spawn(sleepers))
 
     async def interrupted(*args: Any) -> int:
@@ -82,7 +82,7 @@ def test_the_loadtest_stops_its_processes_before_the_stack(
 
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path))
     stack = RecordingStack(sleepers)
-    monkeypatch.setattr(nba.cli, "_stack", lambda settings: stack)
+    monkeypatch.setattr(nba.startup, "stack_for", lambda settings: stack)
     monkeypatch.setattr(nba.processes, "spawn", fake_spawn(sleepers))
 
     async def stored(*args: Any) -> bool:
