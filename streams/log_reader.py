@@ -38,7 +38,7 @@ def log_group(worker_group: str) -> str:
 
 Decode = Callable[[Any], tuple[Any, str | None]]
 Handle = Callable[[list[Any]], Awaitable[int]]
-DeadLetter = Callable[[str, bytes | None, Any, str], Awaitable[None]]
+DeadLetter = Callable[[bytes | None, Any, str], Awaitable[None]]  # key, value, reason
 Observe = Callable[[list[Any], int], None]
 
 
@@ -103,9 +103,7 @@ class DecisionLogReader:
             for message in messages:
                 parsed, reason = self.decode(message.value)
                 if parsed is None:
-                    await self.dead_letter(
-                        tp.topic, message.key, message.value, reason or "invalid"
-                    )
+                    await self.dead_letter(message.key, message.value, reason or "invalid")
                 else:
                     records.append(parsed)
             ends[tp] = messages[-1].offset + 1

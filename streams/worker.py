@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -334,8 +335,7 @@ def create_worker_app(
             log_group(app_id),
             lambda raw: decode_event(raw, DecisionRecord),
             lambda records: _until_stored(LOG_TOPIC, decisions, records),
-            # named as the agents name their topics in the dead letters: without the prefix
-            lambda _topic, key, raw, reason: dead_letter(LOG_TOPIC, key, raw, reason),
+            functools.partial(dead_letter, LOG_TOPIC),  # named as the agents name theirs
             lambda records, applied: stats.observe(
                 LOG_TOPIC,
                 fresh_times([r.timestamp.timestamp() for r in records], time.time()),

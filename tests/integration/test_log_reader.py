@@ -46,7 +46,7 @@ class Seen:
         self.handled += [r.decision_id for r in records]
         return len(records)
 
-    async def dead_letter(self, topic: str, key: bytes | None, raw: Any, reason: str) -> None:
+    async def dead_letter(self, key: bytes | None, raw: Any, reason: str) -> None:
         self.dead.append((key, reason))
 
 
