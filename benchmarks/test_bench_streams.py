@@ -245,3 +245,32 @@ def test_worker_cpu_per_decision_record(tmp_path: Path) -> None:
     }
     print(figures)
     assert figures["records_per_s"] > 0
+
+
+def test_consuming_the_decision_log_faust_agent_against_the_bulk_reader(tmp_path: Path) -> None:
+    """CPU a record to consume the decision log with no work per record, a faust agent
+    (as the worker's agents read) against the bulk reader, alternated, two rounds each."""
+    count = 20_000
+    with EmbeddedStack(tmp_path / "stack", topics=["lc.decisions"]) as endpoints:
+        records = decision_records(count, "lc")
+        asyncio.run(produce_records(endpoints.kafka_brokers, "lc.decisions", records))
+        runs: dict[str, list[dict[str, float]]] = {"faust": [], "bulk": []}
+        for _ in range(2):
+            for mode in runs:
+                command = [sys.executable, "-m", "benchmarks.log_consumption", mode]
+                args = [endpoints.kafka_brokers, "lc.decisions", str(count), str(tmp_path / mode)]
+                subprocess.run([*command, *args], cwd=ROOT, capture_output=True, timeout=300)
+                runs[mode].append(orjson.loads((tmp_path / mode / "result.json").read_bytes()))
+                (tmp_path / mode / "result.json").unlink()
+    for mode, found in runs.items():
+        us = sorted(run["cpu_s"] / run["records"] * 1e6 for run in found)
+        rates = [run["records"] / run["wall_s"] for run in found]
+        _collected[f"decision_log_consumed_{mode}"] = {
+            "cpu_us_per_record": us,
+            "records_per_s": rates,
+            "p50_us": us[0],
+            "p90_us": us[-1],
+            "p99_us": us[-1],
+        }
+        print(mode, {"cpu_us_per_record": us, "records_per_s": rates})
+    assert all(run["records"] >= count // 2 for found in runs.values() for run in found)
