@@ -198,6 +198,7 @@ class CpuWatch:
 
     roots: dict[str, int] = field(default_factory=dict)
     start: dict[str, dict[int, float]] = field(default_factory=dict)
+    start_waits: dict[str, dict[int, float]] = field(default_factory=dict)
     start_system: Any = None
     started_at: float = 0.0
     start_all: dict[int, tuple[str, float]] = field(default_factory=dict)
@@ -234,10 +235,26 @@ class CpuWatch:
             out[name] = times
         return out
 
+    def _waits(self) -> dict[str, dict[int, float]]:
+        """Seconds each thread of the named trees has spent ready to run but waiting for
+        a CPU (the kernel's ``schedstat``); empty where the kernel does not keep it."""
+        import psutil
+
+        out: dict[str, dict[int, float]] = {}
+        for name, pid in self.roots.items():
+            waits: dict[int, float] = {}
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    waits |= runqueue_waits(proc.pid)
+            out[name] = waits
+        return out
+
     def begin(self) -> None:
         import psutil
 
         self.start = self._sample()
+        self.start_waits = self._waits()
         self.start_all = self._everything()
         self.start_system = psutil.cpu_times()
         self.started_at = time.monotonic()
@@ -249,6 +266,7 @@ class CpuWatch:
             return {}
         seconds = time.monotonic() - self.started_at
         now = self._sample()
+        waits = self._waits()
         everything = self._everything()
         system = psutil.cpu_times()
         ours = {pid for times in now.values() for pid in times}
@@ -264,6 +282,12 @@ class CpuWatch:
         for name, times in now.items():
             used = sum(t - self.start[name].get(pid, t) for pid, t in times.items())
             per_process[name] = round(100.0 * used / seconds, 1) if seconds > 0 else 0.0
+        waiting: dict[str, float] = {}
+        for name, threads in waits.items():
+            before = self.start_waits.get(name, {})
+            if threads and seconds > 0:
+                waited = sum(w - before.get(tid, w) for tid, w in threads.items())
+                waiting[name] = round(100.0 * waited / seconds, 1)
         deltas = {f: getattr(system, f) - getattr(self.start_system, f) for f in system._fields}
         total = sum(deltas.values()) or 1.0
         idle = deltas.get("idle", 0.0) + deltas.get("iowait", 0.0)
@@ -271,6 +295,11 @@ class CpuWatch:
         return {
             "note": "percent of one core over the measured window (100 = one core busy)",
             "per_process": per_process,
+            "waiting_for_a_cpu": {
+                "note": "seconds its threads spent ready to run but waiting for a CPU, "
+                "per second of the window, in percent (from /proc/*/task/*/schedstat)",
+                "per_process": waiting,
+            },
             "machine_busy_percent_of_all_cores": round(100.0 * (1 - idle / total), 1),
             "machine_steal_percent": round(100.0 * deltas.get("steal", 0.0) / total, 1),
             "outside_these_processes": round(100.0 * busy_cores - sum(per_process.values()), 1),
@@ -304,3 +333,14 @@ def worker_backlog(
         "by_topic": {names[topic]: n for topic, n in lag.items()},
         "caught_up_in_s": round(time.monotonic() - started, 1) if caught_up else None,
     }
+
+
+def runqueue_waits(pid: int) -> dict[int, float]:
+    """Each thread of ``pid``: the seconds it has waited on a run queue since it began."""
+    found: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stats = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+                found[int(tid)] = int(stats[1]) / 1e9
+    return found

@@ -271,6 +271,10 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  cpu        {parts}; machine busy "
             f"{report['cpu']['machine_busy_percent_of_all_cores']}% of all cores"
         )
+        waiting = report["cpu"].get("waiting_for_a_cpu", {}).get("per_process")
+        if waiting:
+            parts = ", ".join(f"{k} {v}%" for k, v in waiting.items())
+            print(f"  cpu wait   ready but waiting for a CPU: {parts} of the time")
     if report.get("adaptive") is False:
         print("  scoring    the registered model alone (NBA_ADAPTIVE off)")
     pinned = report.get("cpus")

@@ -50,6 +50,8 @@ def test_loadtest_writes_its_report_and_chart(running: Running, tmp_path: Path) 
         assert batches["phases"][phase]["count"] == batches["batch_size"]["batches"], phase
         assert 0 < batches["phases"][phase]["mean_ms"] < server["p99_ms"] * 10, phase
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["python"]
+    waiting = report["cpu"]["waiting_for_a_cpu"]["per_process"]
+    assert set(waiting) <= set(report["cpu"]["per_process"]) and "locust" in waiting
 
     png = tmp_path / report["files"]["png"]
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
