@@ -6,6 +6,9 @@ rounds alternate between the two, so a noisy machine slows both alike. A request
 time (``time.process_time``, kernel included) counts the client's share too, the same on
 both sides: the difference between the two is the protocols' own.
 
+The second benchmark measures where the hot route sits (``engine.fast_path``): in front
+of FastAPI's middleware stack, or as its innermost middleware, alternated in one process.
+
 Run: ``.venv/bin/python -m pytest benchmarks/test_bench_http.py -m benchmark -s``
 """
 
@@ -145,3 +148,97 @@ def test_http_protocol_cpu_per_request() -> None:
     }
     print(_collected["http_cpu_per_request_uvicorn"], _collected["http_cpu_per_request_lean"])
     assert lean_us > 0 and uvicorn_us > 0
+
+
+# ---- where the hot route sits: in front of FastAPI's stack, or inside it -------------------
+DECIDE_KEY = "bench-decide-key-01"
+SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0"},
+    "http_version": "1.1",
+    "method": "POST",
+    "scheme": "http",
+    "path": "/v1/decisions",
+    "root_path": "",
+    "query_string": b"",
+    "server": ("127.0.0.1", 8000),
+    "client": ("127.0.0.1", 50000),
+    "headers": [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"authorization", b"Bearer " + DECIDE_KEY.encode()),
+        (b"content-length", b"%d" % len(BODY)),
+    ],
+}
+
+
+def _services(in_front: bool) -> Any:
+    """The API's application with a decision that costs nothing, so what is measured is
+    the route's way through the ASGI layers: in front of FastAPI's middleware stack (as
+    ``create_app`` puts it) or as its innermost middleware (as before 2026-12-07)."""
+    from engine.api import DecisionService
+    from engine.auth import KeyRing
+    from engine.fast_path import FastDecisions
+    from engine.limits import BodyLimit
+
+    keys = KeyRing({DECIDE_KEY: ["decide"]})
+
+    async def decide(_: Any) -> dict[str, Any]:
+        return {"decision_id": "d", "actions": []}
+
+    app = DecisionService(telemetry={"tracing": False, "metrics": False, "logs": False})
+    if in_front:
+        app.put_in_front(FastDecisions(app.framework, keys, decide))
+    else:
+        app.add_middleware(FastDecisions, keys=keys, decide=decide)
+    app.add_middleware(BodyLimit)
+    return app
+
+
+async def _route_rounds(rounds: int = 12, per_round: int = 5000) -> dict[str, list[float]]:
+    apps = {"in_front": _services(True), "inside": _services(False)}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    per_request: dict[str, list[float]] = {name: [] for name in apps}
+    for n in range(rounds + 2):
+        for name in list(apps) if n % 2 else list(reversed(apps)):
+            app = apps[name]
+            sent.clear()
+            started = time.process_time()
+            for _ in range(per_round):
+                await app(dict(SCOPE), receive, send)
+            cost = (time.process_time() - started) / per_round
+            assert sent[0]["status"] == 200, sent[:2]  # decided, not refused
+            if n >= 2:
+                per_request[name].append(cost)
+    return per_request
+
+
+def test_hot_route_in_front_of_the_framework() -> None:
+    per_request = uvloop.run(_route_rounds())
+    inside_us = statistics.median(per_request["inside"]) * 1e6
+    front_us = statistics.median(per_request["in_front"]) * 1e6
+    _collected["hot_route_cpu_inside_the_framework"] = {
+        "p50_us": inside_us,
+        "p90_us": inside_us,
+        "p99_us": inside_us,
+        "note": "ASGI layers and the fast path's own work, a free decision, median of rounds",
+    }
+    _collected["hot_route_cpu_in_front_of_the_framework"] = {
+        "p50_us": front_us,
+        "p90_us": front_us,
+        "p99_us": front_us,
+        "ratio_to_inside": front_us / inside_us,
+        "saved_us": inside_us - front_us,
+    }
+    print(
+        _collected["hot_route_cpu_inside_the_framework"],
+        _collected["hot_route_cpu_in_front_of_the_framework"],
+    )
+    assert front_us > 0 and inside_us > 0

@@ -26,6 +26,7 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.auth import KeyRing
 from engine.batching import DecisionBatcher
@@ -50,6 +51,26 @@ MAX_EVENTS = 1000
 def check_customer_id(customer_id: str) -> None:
     if not re.match(CUSTOMER_ID, customer_id):
         raise BadRequest(f"customer_id: {CUSTOMER_ID_RULE}", "customer_id")
+
+
+class DecisionService(FastAPI):
+    """The application, with one ASGI layer in front of FastAPI's own stack when
+    :meth:`put_in_front` was given one (the hot route's, :mod:`engine.fast_path`)."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI's stack: middleware, routing, handlers."""
+        await super().__call__(scope, receive, send)
+
+    def put_in_front(self, front: ASGIApp) -> None:
+        self.front = front
 
 
 class JSON(Response):
@@ -78,7 +99,7 @@ class Services:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services) -> DecisionService:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for start in services.on_start:
@@ -94,7 +115,7 @@ def create_app(services: Services) -> FastAPI:
             for close in services.on_close:
                 await within(close(), SHUTDOWN_STEP_S)
 
-    app = FastAPI(
+    app = DecisionService(
         title="nba decision service",
         version="0.1.0",
         default_response_class=JSON,
@@ -126,8 +147,8 @@ def create_app(services: Services) -> FastAPI:
         )
         return result
 
-    app.add_middleware(FastDecisions, keys=services.keys, decide=run_decision)
-    app.add_middleware(BodyLimit)  # outermost: before any parsing, the fast path's too
+    app.put_in_front(FastDecisions(app.framework, services.keys, run_decision))
+    app.add_middleware(BodyLimit)  # outermost: before any parsing
     bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
     topic = services.topic_prefix.__add__
 

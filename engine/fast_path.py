@@ -1,5 +1,5 @@
-"""The hot route, ``POST /v1/decisions``, answered below the framework when the request
-is well-formed.
+"""The hot route, ``POST /v1/decisions``, answered in front of the framework when the
+request is well-formed.
 
 FastAPI's routing, dependency injection and response machinery cost about a quarter of
 the API process's CPU under load (py-spy, at 800 decisions/s), more than the decision's
@@ -8,12 +8,18 @@ not need any of it: this ASGI layer checks the key, parses the body with the rou
 own pydantic model, decides and answers. Everything else (no key, a bad body, another
 route) goes on to the application untouched, with the body replayed, so every error is
 the one the framework gives and the OpenAPI schema still describes the route.
+
+It sits in front of the whole application (:class:`engine.api.DecisionService`), not in
+its middleware stack: there, five layers (Starlette's error guard, FastAPI's telemetry and
+body limit, ours) each wrapped the call and its ``send`` for every decision. The body
+limit still holds: only a request that declares a length within it comes this way; any
+other goes through the framework's stack, which refuses it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -21,21 +27,25 @@ from pydantic import ValidationError
 
 from engine.auth import KeyRing
 from engine.errors import INTERNAL_ERROR, NbaError
+from engine.limits import MAX_BODY_BYTES
 from engine.schemas import DecisionRequest
 
 log = logging.getLogger("nba.api")
 PATH = "/v1/decisions"
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
 Decide = Callable[[DecisionRequest], Awaitable[dict[str, Any]]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class FastDecisions:
-    def __init__(self, app: Any, keys: KeyRing, decide: Decide) -> None:
+    def __init__(
+        self, app: Any, keys: KeyRing, decide: Decide, limit: int = MAX_BODY_BYTES
+    ) -> None:
         self.app = app
         self.keys = keys
         self.decide = decide
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if (
@@ -78,14 +88,19 @@ class FastDecisions:
         await send({"type": "http.response.body", "body": payload})
 
     def _may_decide(self, scope: Scope) -> bool:
-        """A JSON body and a key with the decide scope; anything else is the framework's."""
-        authorization = content_type = None
+        """A JSON body of a declared length within the limit and a key with the decide
+        scope; anything else is the framework's."""
+        authorization = content_type = length = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
             elif name == b"content-type":
                 content_type = value
+            elif name == b"content-length":
+                length = value
         if content_type != b"application/json" or authorization is None:
+            return False
+        if length is None or not length.isdigit() or int(length) > self.limit:
             return False
         try:
             self.keys.check(authorization.decode("latin-1"), "decide")
