@@ -3,6 +3,8 @@ framework does: the same shape for a decision, the same errors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import orjson
 import pytest
@@ -60,3 +62,16 @@ def test_keys_are_checked_as_the_framework_checks_them(running: Running) -> None
     no_key = post(running, body, {"Content-Type": "application/json"})
     assert no_key.status_code == 401 and no_key.headers["www-authenticate"] == "Bearer"
     assert post(running, b"not json", FAST).json()["error"]["field"] == "body"
+
+
+def test_a_chunked_decision_request_is_decided_by_the_framework(running: Running) -> None:
+    """No declared length: the framework's stack, with its body limit, takes it."""
+    body = orjson.dumps({"customer_id": "fast-4", "channel": "web"})
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    reply = httpx.post(f"{running.base_url}/v1/decisions", content=chunks(), headers=FAST)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["decision_id"].startswith("d-")
