@@ -70,14 +70,13 @@ class FastDecisions:
         except ValidationError:  # the framework words the 422
             await self.app(scope, _replay(body), send)
             return
-        try:
-            status, answer = 200, await self.decide(request)
+        try:  # in front of the framework's error guard: every error answered here
+            status, payload = 200, orjson.dumps(await self.decide(request))
         except NbaError as exc:
-            status, answer = exc.status, exc.body()
+            status, payload = exc.status, orjson.dumps(exc.body())
         except Exception as exc:  # as the application's handler answers it
             log.error("unhandled error: %s", type(exc).__name__)
-            status, answer = 500, INTERNAL_ERROR.body()
-        payload = orjson.dumps(answer)
+            status, payload = 500, orjson.dumps(INTERNAL_ERROR.body())
         await send(
             {
                 "type": "http.response.start",
