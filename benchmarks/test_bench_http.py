@@ -194,7 +194,7 @@ def _services(in_front: bool) -> Any:
 
     app = DecisionService(telemetry={"tracing": False, "metrics": False, "logs": False})
     if in_front:
-        app.put_in_front(FastDecisions(app.framework, keys, decide))
+        app.front = FastDecisions(app.framework, keys, decide)
     else:
         app.add_middleware(FastDecisions, keys=keys, decide=decide)
     app.add_middleware(BodyLimit)

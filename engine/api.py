@@ -54,8 +54,10 @@ def check_customer_id(customer_id: str) -> None:
 
 
 class DecisionService(FastAPI):
-    """The application, with one ASGI layer in front of FastAPI's own stack when
-    :meth:`put_in_front` was given one (the hot route's, :mod:`engine.fast_path`)."""
+    """The application, with ``front`` (when set) answering before FastAPI's own stack:
+    the hot route (:mod:`engine.fast_path`), which hands everything else to
+    :meth:`framework`. The body limit stays inside that stack, within its error guard:
+    put in front, a route's read past the limit met the catch-all handler first (a 500)."""
 
     front: ASGIApp | None = None
 
@@ -68,9 +70,6 @@ class DecisionService(FastAPI):
     async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         """FastAPI's stack: middleware, routing, handlers."""
         await super().__call__(scope, receive, send)
-
-    def put_in_front(self, front: ASGIApp) -> None:
-        self.front = front
 
 
 class JSON(Response):
@@ -147,8 +146,8 @@ def create_app(services: Services) -> DecisionService:
         )
         return result
 
-    app.put_in_front(FastDecisions(app.framework, services.keys, run_decision))
-    app.add_middleware(BodyLimit)  # outermost: before any parsing
+    app.front = FastDecisions(app.framework, services.keys, run_decision)
+    app.add_middleware(BodyLimit)  # outermost in the stack: before any parsing
     bearer = HTTPBearer(auto_error=False, description="API key with the scope named per route")
     topic = services.topic_prefix.__add__
 
