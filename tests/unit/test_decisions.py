@@ -294,7 +294,10 @@ async def test_the_hold_out_logs_its_chance_under_the_diversity_rule(tmp_path: P
         assert record["limit"] == 2 and record["group"] == "control"
         p_chosen = record["candidates"]["p_chosen"]
         assert abs(sum(p_chosen) - 2) <= 0.5 / 100 * len(p_chosen)
-        assert max(p_chosen) - min(p_chosen) > 0.05  # not a flat limit / n
+        # not a flat limit / n (a spread of exactly 0). The spread of the true chances is
+        # about 0.01 in the demo catalogue (0.101-0.112), below the 100 draws' noise: a
+        # threshold of 0.05 failed about one run in seven
+        assert max(p_chosen) - min(p_chosen) > 0
 
 
 async def test_a_record_becomes_one_log_line_per_shown_action_with_its_chance() -> None:
