@@ -4,7 +4,8 @@ A user's mistake, or a service that cannot be reached, ends a command with one l
 stderr, ``nba <command>: <what is wrong>``, naming the variable or argument behind it, and
 a non-zero exit: 2 for bad input (arguments, configuration, files), 1 when a server cannot
 be reached or started. Never a traceback. What a command checks and starts before its
-work is in :mod:`nba.startup`.
+work is in :mod:`nba.startup`; the argument types are in :mod:`nba.arguments`, the model
+and catalogue commands in :mod:`nba.model_commands`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.config import folder_problem
+from nba.arguments import above_zero, caller_rate, folder, whole
+from nba.model_commands import (
+    cmd_evaluate,
+    cmd_models,
+    cmd_rules_check,
+    cmd_seed,
+    cmd_train,
+)
 from nba.startup import (
     CommandError,
     check_listen,
@@ -29,10 +35,6 @@ from nba.startup import (
     settings_or_exit,
     stack_for,
 )
-
-if TYPE_CHECKING:
-    from models.registry import ModelRegistry
-    from models.training import TrainingSet
 
 log = logging.getLogger("nba")
 
@@ -152,142 +154,6 @@ def adaptive_learner(redis_url: str, negative_share: float = 1.0) -> Any:
     return make
 
 
-def cmd_seed(args: argparse.Namespace) -> int:
-    """Demo data straight into the store (no broker needed), then a first model."""
-    from feature_store.redis_store import RedisFeatureStore
-    from models.registry import ModelRegistry
-    from nba.demo.seed import seed_directly, train_demo_model
-    from nba.demo.world import DemoWorld
-
-    settings = settings_or_exit()
-    catalogue = compiled_catalogue(settings)
-    world = DemoWorld(args.customers)
-    with stack_for(settings) as endpoints:
-
-        async def run() -> int:
-            store = RedisFeatureStore.from_url(endpoints.redis_url)
-            try:
-                return await seed_directly(world, store)
-            finally:
-                await store.close()
-
-        try:
-            applied = asyncio.run(run())
-        except redis_errors() as exc:
-            raise redis_unreachable(settings, endpoints.redis_url, exc) from None
-        print(f"seeded {len(world.customers)} customers ({applied} events applied)")
-    registry = ModelRegistry(settings.model_dir)
-    if registry.current() is None or args.retrain:
-        version, meta = train_demo_model(world, catalogue, registry)
-        print(f"trained {meta['estimator']} model {version}: {_metrics_line(meta)}")
-    return 0
-
-
-def _metrics_line(meta: dict[str, Any]) -> str:
-    best = meta["metrics"][meta["estimator"]]
-    return f"hold-out log loss {best['log_loss']:.4f}, AUC {best['auc']:.3f}"
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from models.logfile import read_log
-    from models.registry import ModelRegistry
-
-    settings = settings_or_exit()
-    registry = ModelRegistry(Path(args.out) if args.out else settings.model_dir)
-    catalogue = compiled_catalogue(settings)
-    views = {a.action.id: a.view for a in catalogue.actions}
-    if args.from_stream:
-        from nba.stream_log import read_history, training_set, write_log
-
-        with stack_for(settings) as endpoints:
-            rows = read_history(endpoints.kafka_brokers, settings.topic_prefix)
-        print(
-            f"{len(rows)} shown actions in the decision log, "
-            f"{sum(r['reward'] > 0 for r in rows)} with a positive response"
-        )
-        if args.write_log:
-            try:
-                write_log(rows, Path(args.write_log))
-            except OSError as exc:
-                raise CommandError(f"cannot write {args.write_log}: {exc.strerror}") from None
-            print(f"logged-decision file written to {args.write_log}")
-        data = training_set(rows, views)
-        version, meta = _train(data, registry, "decision log", "the decision log")
-    elif args.log is None:
-        from nba.demo.seed import train_demo_model
-        from nba.demo.world import DemoWorld
-
-        version, meta = train_demo_model(DemoWorld(), catalogue, registry)
-    else:
-        try:
-            data = read_log(Path(args.log), views)
-        except OSError as exc:
-            raise CommandError(f"cannot read {exc.filename or args.log}: {exc.strerror}") from None
-        except ValueError as exc:  # a bad line, with the file and line number
-            raise CommandError(str(exc)) from None
-        version, meta = _train(data, registry, str(args.log), str(args.log))
-    print(
-        f"registered {meta['estimator']} model {version} in {registry.root}: {_metrics_line(meta)}"
-    )
-    return 0
-
-
-def _train(
-    data: TrainingSet, registry: ModelRegistry, source: str, origin: str
-) -> tuple[str, dict[str, Any]]:
-    """Train and register; too little data, or a registry that cannot be written, ends
-    the command. ``source`` goes into the model's metadata, ``origin`` into the message."""
-    from models.training import train_model
-
-    try:
-        return train_model(data, registry, source=source)
-    except ValueError as exc:  # too few rows, or one outcome only
-        raise CommandError(f"{origin}: {exc}") from None
-    except OSError as exc:
-        raise CommandError(
-            f"cannot write the model to {registry.root} ({exc.strerror})", code=1
-        ) from None
-
-
-def cmd_rules_check(args: argparse.Namespace) -> int:
-    from engine.errors import CatalogueError
-    from rules.catalogue import load_catalogue
-
-    folder = Path(args.folder) if args.folder else settings_or_exit().catalogue
-    if not folder.is_dir():
-        raise CommandError(
-            f"{folder}: " + ("not a folder" if folder.exists() else "no such folder")
-        )
-    try:
-        catalogue = load_catalogue(folder)
-    except CatalogueError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s); catalogue refused", file=sys.stderr)
-        return 1
-    if not catalogue.actions and not catalogue.rules:
-        # valid: the engine starts with an empty catalogue, and offers nothing until
-        # actions are added (files, or PUT /v1/actions/{id})
-        print(
-            f"{folder}: no actions and no rules (an empty catalogue: valid, the engine "
-            f"starts with it but offers nothing), channels {sorted(catalogue.channel_names())}, "
-            f"version {catalogue.version}"
-        )
-        return 0
-    print(
-        f"{folder}: {len(catalogue.actions)} actions, {len(catalogue.rules)} rules, "
-        f"channels {sorted(catalogue.channel_names())}, version {catalogue.version}"
-    )
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nba.evaluate import run_evaluate
-
-    settings = settings_or_exit()
-    return run_evaluate(Path(args.log), args.policy or ["logged"], args.json, settings.catalogue)
-
-
 def cmd_email_run(args: argparse.Namespace) -> int:
     from engine.config import resolve_api_keys
     from nba.email_run import run_email
@@ -334,39 +200,6 @@ def cmd_report_uplift(args: argparse.Namespace) -> int:
     return run_report_uplift(counts, Path(args.out))
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from models.registry import ModelRegistry
-
-    registry = ModelRegistry(Path(args.dir) if args.dir else settings_or_exit().model_dir)
-    try:
-        if args.models_command == "list":
-            current, challenger = registry.current(), registry.challenger()
-            for version in registry.versions():
-                meta = registry.metadata(version)
-                best = meta.get("metrics", {}).get(meta.get("estimator", ""), {})
-                mark = "*" if version == current else "s" if version == challenger else " "
-                print(
-                    f"{mark} {version}  {meta.get('estimator', '?'):<9} "
-                    f"log loss {best.get('log_loss', float('nan')):.4f}  "
-                    f"AUC {best.get('auc', float('nan')):.3f}  rows {meta.get('rows', '?')}"
-                )
-            print("(* current, s challenger in shadow)")
-        elif args.models_command == "promote":
-            registry.promote(args.version)
-            print(f"promoted {args.version}")
-        elif args.models_command == "rollback":
-            print(f"rolled back to {registry.rollback()}")
-        elif args.models_command == "challenge":
-            registry.set_challenger(None if args.version == "none" else args.version)
-            print(f"challenger: {args.version}")
-    except (FileNotFoundError, LookupError) as exc:
-        print(f"nba models: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        raise CommandError(f"{registry.root}: {exc.strerror} ({exc.filename})") from None
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from nba.demo.runner import run_demo
 
@@ -393,60 +226,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     )
 
 
-def _caller_rate(text: str) -> tuple[str, float]:
-    """``desk=0``: a caller's arrivals/s (0 leaves it out)."""
-    from nba.load_offer import RATE_UNITS
-
-    kind, sep, rate = text.partition("=")
-    kind = kind.strip()
-    if kind == "web":
-        raise argparse.ArgumentTypeError("the web rate is --rate")
-    if kind not in RATE_UNITS:
-        raise argparse.ArgumentTypeError(f"unknown caller {kind!r}; known: {sorted(RATE_UNITS)}")
-    try:
-        value = float(rate)
-    except ValueError:
-        value = -1.0
-    if not sep or not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected CALLER=RATE with RATE >= 0, got {text!r}")
-    return kind, value
-
-
-def _above_zero(text: str) -> float:
-    """Seconds or a rate: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
-
-
-def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
-    """A whole number from ``low`` (up to ``high``)."""
-    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _folder(text: str) -> str:
-    """A folder, or one that can be made."""
-    problem = folder_problem(Path(text))
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
-
-
 def _commands(
     parser: argparse.ArgumentParser, dest: str
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
@@ -467,23 +246,21 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start everything on embedded defaults and drive traffic")
     demo.add_argument(
-        "--duration", type=_above_zero, default=30.0, help="seconds of traffic (default 30)"
+        "--duration", type=above_zero, default=30.0, help="seconds of traffic (default 30)"
     )
     demo.add_argument(
-        "--customers", type=_whole(1), default=3000, help="customers in the demo world"
+        "--customers", type=whole(1), default=3000, help="customers in the demo world"
     )
     demo.add_argument(
-        "--concurrency", type=_whole(1), default=8, help="simultaneous simulated callers"
+        "--concurrency", type=whole(1), default=8, help="simultaneous simulated callers"
     )
     demo.set_defaults(func=cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default=None, help="bind address (default NBA_HOST)")
+    serve.add_argument("--port", type=whole(1, 65535), default=None, help="port (default NBA_PORT)")
     serve.add_argument(
-        "--port", type=_whole(1, 65535), default=None, help="port (default NBA_PORT)"
-    )
-    serve.add_argument(
-        "--workers", type=_whole(1), default=1, help="API processes sharing the port (default 1)"
+        "--workers", type=whole(1), default=1, help="API processes sharing the port (default 1)"
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -492,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="load the demo world into the store; train if no model")
     seed.add_argument(
-        "--customers", type=_whole(1), default=3000, help="customers in the demo world (3000)"
+        "--customers", type=whole(1), default=3000, help="customers in the demo world (3000)"
     )
     seed.add_argument("--retrain", action="store_true", help="train a new model even if one exists")
     seed.set_defaults(func=cmd_seed)
@@ -500,7 +277,7 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train, export to ONNX and register a model")
     train.add_argument("--log", default=None, help="logged-decision file (JSON Lines, contract §6)")
     train.add_argument(
-        "--out", type=_folder, default=None, help="registry folder (default NBA_MODEL_DIR)"
+        "--out", type=folder, default=None, help="registry folder (default NBA_MODEL_DIR)"
     )
     train.add_argument(
         "--from-stream",
@@ -538,7 +315,7 @@ def parser() -> argparse.ArgumentParser:
     email.add_argument("--out", required=True, help="JSON Lines output, one decision per line")
     email.add_argument("--placement", default=None, help="email placement (channel default)")
     email.add_argument(
-        "--limit", type=_whole(1, 20), default=1, help="actions per recipient, 1 to 20"
+        "--limit", type=whole(1, 20), default=1, help="actions per recipient, 1 to 20"
     )
     email.add_argument("--url", default=None, help="API base URL (default NBA_HOST:NBA_PORT)")
     email.add_argument("--api-key", default=None, help="API key (default: a configured key)")
@@ -546,7 +323,7 @@ def parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="the model registry")
     models.add_argument(
-        "--dir", type=_folder, default=None, help="registry folder (default NBA_MODEL_DIR)"
+        "--dir", type=folder, default=None, help="registry folder (default NBA_MODEL_DIR)"
     )
     models_sub = _commands(models, "models_command")
     listing = models_sub.add_parser(
@@ -568,27 +345,25 @@ def parser() -> argparse.ArgumentParser:
         "uplift", help="uplift of every action against its control group: JSON, PNG and HTML"
     )
     uplift.add_argument(
-        "--out", type=_folder, required=True, help="folder for uplift.json/.png/.html"
+        "--out", type=folder, required=True, help="folder for uplift.json/.png/.html"
     )
     uplift.set_defaults(func=cmd_report_uplift)
 
     loadtest = sub.add_parser(
         "loadtest", help="drive the API with Locust at a fixed offered rate; results and a plot"
     )
-    loadtest.add_argument("--rate", type=_above_zero, default=200.0, help="web decisions/s offered")
+    loadtest.add_argument("--rate", type=above_zero, default=200.0, help="web decisions/s offered")
     loadtest.add_argument(
-        "--duration", type=_above_zero, default=60.0, help="seconds of measured load"
+        "--duration", type=above_zero, default=60.0, help="seconds of measured load"
     )
-    loadtest.add_argument("--workers", type=_whole(1), default=2, help="API processes to start")
+    loadtest.add_argument("--workers", type=whole(1), default=2, help="API processes to start")
     loadtest.add_argument(
         "--url", default=None, help="an API already running (else one is started)"
     )
-    loadtest.add_argument(
-        "--out", type=_folder, default="benchmarks/results", help="results folder"
-    )
+    loadtest.add_argument("--out", type=folder, default="benchmarks/results", help="results folder")
     loadtest.add_argument(
         "--caller",
-        type=_caller_rate,
+        type=caller_rate,
         action="append",
         default=[],
         metavar="CALLER=RATE",
