@@ -19,23 +19,20 @@ value per decision (Welch normal interval): see :mod:`models.uplift_stats`. A ve
 only where the absolute interval excludes zero. Each verdict is its own 95% test: among many
 actions with no effect, about one in forty is called a winner by chance.
 
-Counts ahead of their decisions. The worker counts decisions from the decision log and
-responses from the responses topic, so a response can be counted before its decision (the log
-lags under load, by thousands of records), and a response naming an action its decision did
-not choose lands in a cell whose decisions never come. A cell (action, channel, group), its
-shards added up, whose responders of a reported outcome exceed its decisions, or whose value
-sums need more decisions than it counts (``value_sum**2 > decisions * value_sum_sq``), is not a
-set of decisions and their responders. Such a cell is *set aside*: it is left out of every
-rate, uplift, interval and verdict, in its action's row and in the campaign and channel rows it
-belongs to, and each of those rows is ``flagged`` with a ``note``; the group's ``set_aside``
-still shows the cell's counts, with ``unmatched``, per outcome, the responders beyond its
-decisions: at least that many responses have no matching decision. Capping the responders at
-the decisions instead would report a rate of up to 100% from counts known to be wrong, and can
-call a winner out of a lagging log; leaving the cell out keeps every rate a rate of decisions
-actually counted. Once the decisions are counted, the cell is measured again. Outcomes the
-report does not measure (impression, decline) never set a cell aside. Counts that cannot be
-right however late the log is (negative or non-integer counts, sums that are not finite, a
-value sum without a sum of squares) are refused with :class:`CountsError` naming the field.
+Counts ahead of their decisions (the decision log lags the responses, or a response named an
+action its decision did not choose: see :mod:`models.uplift_counts`). A cell (action, channel,
+group), its shards added up, whose responders of a reported outcome exceed its decisions, or
+whose value sums need more decisions than it counts (``value_sum**2 > decisions *
+value_sum_sq``), is not a set of decisions and their responders. Such a cell is *set aside*: it
+is left out of every rate, uplift, interval and verdict, in its action's row and in the campaign
+and channel rows it belongs to, and each of those rows is ``flagged`` with a ``note``; the
+group's ``set_aside`` still shows the cell's counts, with ``unmatched``, per outcome, the
+responders beyond its decisions: at least that many responses have no matching decision.
+Capping the responders at the decisions instead would report a rate of up to 100% from counts
+known to be wrong, and can call a winner out of a lagging log; leaving the cell out keeps every
+rate a rate of decisions actually counted. Once the decisions are counted, the cell is measured
+again. Outcomes the report does not measure (impression, decline) never set a cell aside. Counts
+that cannot be right however late the log is are refused with :class:`CountsError`.
 
 >>> cells = [
 ...     ArmCounts("a", "web", None, "treatment", 10_000, {"click": 600}, 6000.0, 60000.0),
@@ -58,13 +55,13 @@ A click on an action no decision chose is reported, flagged, and measures nothin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from models.uplift_counts import GROUPS, KNOWN_OUTCOMES, ArmCounts, CountsError, check_counts
 from models.uplift_stats import (
     Interval,
     katz_ratio,
@@ -90,8 +87,6 @@ __all__ = [
 ]
 
 OUTCOMES: tuple[str, ...] = ("click", "accept", "convert")
-KNOWN_OUTCOMES = frozenset({"impression", "click", "accept", "decline", "convert"})
-GROUPS: tuple[str, str] = ("treatment", "control")
 METHODS: dict[str, str] = {
     "absolute": "Newcombe hybrid score interval (1998, method 10), from Wilson intervals",
     "relative": "Katz log interval for the ratio of rates, minus 1; null with zero responders",
@@ -100,61 +95,6 @@ METHODS: dict[str, str] = {
     "decision, or naming an action the decision did not choose) is left out of rates, uplift "
     "and verdicts; its counts are in the group's set_aside and the row is flagged",
 }
-
-
-class CountsError(ValueError):
-    """A counter cell that cannot be right; ``field`` names the offending field."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass(frozen=True)
-class ArmCounts:
-    """One (action, channel, group) cell of the uplift counters."""
-
-    action_id: str
-    channel: str
-    campaign: str | None  # the action's attributes["campaign"], if any
-    group: str  # "treatment" | "control"
-    decisions: int  # decisions in which the action was chosen
-    responders: dict[str, int]  # outcome -> decisions with at least one such response
-    value_sum: float  # sum of response values over those decisions
-    value_sum_sq: float  # sum of squared per-decision values
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check(cell: ArmCounts) -> None:
-    where = f"cell ({cell.action_id!r}, {cell.channel!r}, {cell.group!r})"
-    for name in ("action_id", "channel"):
-        text = getattr(cell, name)
-        if not isinstance(text, str) or not text:
-            raise CountsError(f"{where}: {name} must be a non-empty string", name)
-    if cell.campaign is not None and not isinstance(cell.campaign, str):
-        raise CountsError(f"{where}: campaign must be a string or null", "campaign")
-    if cell.group not in GROUPS:
-        raise CountsError(f"{where}: group must be one of {GROUPS}", "group")
-    if not _is_count(cell.decisions):
-        raise CountsError(f"{where}: decisions must be an integer >= 0", "decisions")
-    for outcome, count in cell.responders.items():
-        if outcome not in KNOWN_OUTCOMES:
-            raise CountsError(f"{where}: unknown outcome {outcome!r}", "responders")
-        if not _is_count(count):  # more than the decisions is a cell ahead: see _unmatched
-            raise CountsError(
-                f"{where}: {outcome} responders must be an integer >= 0, got {count!r}",
-                "responders",
-            )
-    total, total_sq = cell.value_sum, cell.value_sum_sq
-    if not isinstance(total, int | float) or not math.isfinite(total):
-        raise CountsError(f"{where}: value_sum must be a finite number", "value_sum")
-    if not isinstance(total_sq, int | float) or not math.isfinite(total_sq) or total_sq < 0:
-        raise CountsError(f"{where}: value_sum_sq must be a finite number >= 0", "value_sum_sq")
-    if total_sq == 0 and total * total > 1e-9:  # no number of decisions has these sums
-        raise CountsError(f"{where}: value_sum is not 0 but value_sum_sq is", "value_sum_sq")
 
 
 def _unmatched(cell: _Tally) -> dict[str, int] | None:
@@ -475,7 +415,7 @@ def build_report(
     merged: dict[tuple[str, str, str], _Tally] = {}  # (action, channel, group): its shards
     campaigns: dict[tuple[str, str], str | None] = {}
     for cell in cells:
-        _check(cell)
+        check_counts(cell)
         pair = (cell.action_id, cell.channel)
         if campaigns.setdefault(pair, cell.campaign) != cell.campaign:
             raise CountsError(
