@@ -108,8 +108,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
             learner_factory=adaptive_learner(endpoints.redis_url, settings.learn_negative_share),
         )
         from models.adaptive_kernels import warm_up
+        from streams.collection import FULL_EVERY_S, TimedCollections
 
         warm_up()  # the adaptive learner's compiled kernels, before any event waits
+        garbage = TimedCollections()
+        garbage.take_over()
+
+        @app.timer(FULL_EVERY_S)  # type: ignore[untyped-decorator]
+        async def collect_garbage() -> None:
+            garbage.collect()
+
         # uvloop, as in the API: the worker's event loop and its consumer thread's loop
         # turn over once per batch of events, and asyncio's own loop cost more per turn
         import uvloop
