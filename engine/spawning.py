@@ -101,18 +101,9 @@ class _Spawner:
 
 
 _SPAWNER = _Spawner()
-
-
-def spawn_server(
-    argv: list[str],
-    cwd: Path,
-    log: IO[bytes],
-    nice: int = 0,
-    cpus: frozenset[int] | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a server in its own session that outlives the calling thread but not this
-    process; :class:`EmbeddedStackError` if it cannot be started."""
-    return _SPAWNER.popen(argv, cwd, log, nice, cpus)
+# Start a server in its own session that outlives the calling thread but not this
+# process; EmbeddedStackError if it cannot be started.
+spawn_server = _SPAWNER.popen
 
 
 def child_setup(
