@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
+from numba import njit
 
 Source = Literal["customer", "context", "action"]
 Kind = Literal["numeric", "onehot", "match", "lookup"]
@@ -62,8 +64,14 @@ class FeatureLayout:
                 self._match.append((col, spec.source, spec.key, str(spec.other)))
             else:
                 self._lookup.append((col, spec.key, str(spec.other)))
-        self._customer_numeric = [(c, k) for c, src, k in self._numeric if src == "customer"]
-        self._context_numeric = [(c, k) for c, src, k in self._numeric if src == "context"]
+        # per request source: its numeric keys, and their columns as one index array
+        self._request_numeric = [
+            (
+                [k for _, src, k in self._numeric if src == source],
+                np.array([c for c, src, _ in self._numeric if src == source], dtype=np.intp),
+            )
+            for source in ("customer", "context")
+        ]
         self._customer_onehot = [
             (k, cols) for (src, k), cols in self._onehot.items() if src == "customer"
         ]
@@ -91,22 +99,22 @@ class FeatureLayout:
         return row
 
     def request_row(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> np.ndarray:
-        row = [0.0] * self.width
-        for source, numeric, onehot in (
-            (customer, self._customer_numeric, self._customer_onehot),
-            (context, self._context_numeric, self._context_onehot),
+        row = np.zeros(self.width, dtype=np.float32)
+        for source, (keys, columns), onehot in (
+            (customer, self._request_numeric[0], self._customer_onehot),
+            (context, self._request_numeric[1], self._context_onehot),
         ):
             get = source.get
-            for col, key in numeric:
-                value = get(key)
-                # the exact types first: isinstance of a union costs twice a set lookup
-                if type(value) in _NUMBER_TYPES or isinstance(value, int | float):
-                    row[col] = float(value)  # type: ignore[arg-type]  # bool: 1.0
-            for key, columns in onehot:
-                hit = columns.get(str(get(key)))
+            if keys:  # one comprehension and one write: 2 µs less than a write per key
+                row[columns] = [  # the exact types first: isinstance of a union costs more
+                    v if type(v) in _NUMBER_TYPES or isinstance(v, int | float) else 0.0
+                    for v in map(get, keys)
+                ]
+            for key, hits in onehot:
+                hit = hits.get(str(get(key)))
                 if hit is not None:
                     row[hit] = 1.0
-        return np.asarray(row, dtype=np.float32)
+        return row
 
     def bind(self, actions: Sequence[Mapping[str, Any]]) -> BoundLayout:
         """The action columns and cross-feature codes of a catalogue, computed once."""
@@ -230,22 +238,57 @@ class BoundLayout:
         self.codes = (
             np.stack(codes, axis=1) if codes else np.zeros((len(actions), 0), dtype=np.intp)
         )
+        _fill_rows(  # compiled at load, not at the first decision
+            self.rows,
+            np.zeros(min(1, len(actions)), dtype=np.intp),
+            np.zeros(layout.width, dtype=np.float32),
+            np.zeros(size, dtype=np.float32),
+            self.codes,
+            self.columns,
+            np.empty((min(1, len(actions)), layout.width), dtype=np.float32),
+        )
 
     def encode(
         self, customer: Mapping[str, Any], context: Mapping[str, Any], idx: np.ndarray
     ) -> np.ndarray:
-        matrix: np.ndarray = self.rows.take(idx, axis=0)  # take and add in place: 2 µs
-        matrix += self.layout.request_row(customer, context)  # less than rows[idx] + row
-        if not len(self.columns):
-            return matrix
         table: list[Any] = []
         for source, key, values in self.matches:
             mine = (customer if source == "customer" else context).get(key)
             table.extend([False] * len(values) if mine is None else [mine == v for v in values])
         get = customer.get
         table.extend([_number(get(name)) for name in self.lookups])
-        matrix[:, self.columns] = np.asarray(table, dtype=np.float32)[self.codes[idx]]
+        matrix = np.empty((len(idx), self.layout.width), dtype=np.float32)
+        _fill_rows(
+            self.rows,
+            idx,
+            self.layout.request_row(customer, context),
+            np.asarray(table, dtype=np.float32),
+            self.codes,
+            self.columns,
+            matrix,
+        )
         return matrix
+
+
+@njit(cache=True)
+def _fill_rows(
+    rows: npt.NDArray[np.float32],
+    idx: npt.NDArray[np.intp],
+    request: npt.NDArray[np.float32],
+    table: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.intp],
+    columns: npt.NDArray[np.intp],
+    out: npt.NDArray[np.float32],
+) -> None:
+    """``out[i]``: candidate ``idx[i]``'s action row plus the request row, then its cross
+    columns from ``table``. In numpy a take, an add and two gathers, each a call with
+    its own temporary: 10 µs more for the in-process benchmark's 100 candidates."""
+    for i in range(len(idx)):
+        action = idx[i]
+        for j in range(rows.shape[1]):
+            out[i, j] = rows[action, j] + request[j]
+        for k in range(len(columns)):
+            out[i, columns[k]] = table[codes[action, k]]
 
 
 def _codes(values: Sequence[Any]) -> tuple[list[Any], np.ndarray]:

@@ -66,3 +66,33 @@ def test_serving_encodes_like_training(
         action = ACTIONS[i]
         trained = LAYOUT.encode(customer, context, [action], LAYOUT.action_row(action)[None, :])
         np.testing.assert_array_equal(row, trained[0])
+
+
+def _request_row_by_spec(customer: dict[str, Any], context: dict[str, Any]) -> np.ndarray:
+    """The request's columns read off the specs one by one: what the layout means."""
+    row = np.zeros(LAYOUT.width, dtype=np.float32)
+    sources = {"customer": customer, "context": context}
+    for col, spec in enumerate(LAYOUT.specs):
+        if spec.source not in sources:
+            continue
+        value = sources[spec.source].get(spec.key)
+        if spec.kind == "numeric" and isinstance(value, int | float):  # a bool is an int
+            row[col] = float(value)
+        elif spec.kind == "onehot" and str(value) == spec.value:
+            row[col] = 1.0
+    return row
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    customer=st.dictionaries(st.sampled_from(keys), values),
+    context=st.dictionaries(st.sampled_from(["page", "device", "other"]), values),
+)
+def test_the_request_row_is_what_the_specs_say(
+    customer: dict[str, Any], context: dict[str, Any]
+) -> None:
+    assert any(spec.kind == "numeric" and spec.source == "customer" for spec in LAYOUT.specs)
+    assert any(spec.kind == "onehot" and spec.source == "context" for spec in LAYOUT.specs)
+    np.testing.assert_array_equal(
+        LAYOUT.request_row(customer, context), _request_row_by_spec(customer, context)
+    )
