@@ -255,8 +255,12 @@ class BoundLayout:
         for source, key, values in self.matches:
             mine = (customer if source == "customer" else context).get(key)
             table.extend([False] * len(values) if mine is None else [mine == v for v in values])
-        get = customer.get
-        table.extend([_number(get(name)) for name in self.lookups])
+        table.extend(  # as _number would give them, once the table is float32
+            [
+                v if type(v) in _NUMBER_TYPES or isinstance(v, int | float) else 0.0
+                for v in map(customer.get, self.lookups)
+            ]
+        )
         matrix = np.empty((len(idx), self.layout.width), dtype=np.float32)
         _fill_rows(
             self.rows,
