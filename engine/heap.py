@@ -20,10 +20,17 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["freeze_start_up"]
+__all__ = ["collect_and_freeze", "freeze_start_up"]
+
+
+def collect_and_freeze() -> int:
+    """A full collection, then everything that survived it frozen; how many unreachable
+    objects it found."""
+    found = gc.collect()
+    gc.freeze()
+    return found
 
 
 async def freeze_start_up() -> None:
     """Collect what start-up left behind, then freeze everything that survived."""
-    gc.collect()
-    gc.freeze()
+    collect_and_freeze()

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import gc
 
+from engine.heap import collect_and_freeze
+
 __all__ = ["FULL_EVERY_S", "TimedCollections"]
 
 FULL_EVERY_S = 30.0
@@ -43,8 +45,7 @@ class TimedCollections:
     def collect(self) -> int:
         """A full collection; the first also freezes what survives it. How many
         unreachable objects it found."""
-        found = gc.collect()
-        if not self.frozen:
-            gc.freeze()
-            self.frozen = True
-        return found
+        if self.frozen:
+            return gc.collect()
+        self.frozen = True
+        return collect_and_freeze()
