@@ -254,12 +254,13 @@ class AdaptiveModel:
             if rows is None
             else np.asarray(rows, dtype=np.int64)
         )
-        request = self.hasher.request(customer, context)
+        request = self.hasher.packed_request(customer, context)
         mean, variance = np.empty(len(picked)), np.empty(len(picked))
-        candidate_moments(
-            request.tokens,
-            request.crossing,
-            request.values,
+        shared_mean, shared_variance = candidate_moments(
+            request.packed,
+            request.n,
+            request.c,
+            request.shared_values,
             table.packed,
             table.scales,
             picked,
@@ -268,15 +269,12 @@ class AdaptiveModel:
             request.block_values,
             self.hasher.shift_bits,
             self._z,
+            table.offsets if offsets is None else offsets,
+            offsets is None,
             mean,
             variance,
         )
-        mean += table.offsets[picked] if offsets is None else offsets
-        shared = self._z[request.shared]
-        values = request.shared_values
-        return Moments(
-            mean, variance, float(shared.real @ values), float(shared.imag @ (values * values))
-        )
+        return Moments(mean, variance, shared_mean, shared_variance)
 
     def sample(
         self,

@@ -247,9 +247,10 @@ def design_rows(
 
 @njit(cache=True)
 def candidate_moments(
-    tokens: npt.NDArray[np.uint64],
-    crossing: npt.NDArray[np.uint64],
-    values: npt.NDArray[np.uint64],
+    request: npt.NDArray[np.uint64],
+    shared: int,
+    c: int,
+    shared_values: npt.NDArray[np.float64],
     packed: npt.NDArray[np.uint64],
     scales: npt.NDArray[np.float64],
     rows: npt.NDArray[np.int64],
@@ -258,18 +259,26 @@ def candidate_moments(
     block_values: npt.NDArray[np.float64],
     shift: int,
     z: npt.NDArray[np.complex128],
+    offsets: npt.NDArray[np.float64],
+    offsets_by_row: bool,
     mean: npt.NDArray[np.float64],
     variance: npt.NDArray[np.float64],
-) -> None:
+) -> tuple[float, float]:
     """``mean[i]`` and ``variance[i]``: candidate ``rows[i]`` of ``packed``, its cells'
     means and variances (``z``'s real and imaginary parts) summed per block, weighted by
-    the block's value and its square. The request's own cells, shared by every
-    candidate, are left to the caller. The cells are :func:`action_cells`', visited in
-    the same order but summed as they are found: writing them out first, as the learner
-    does, took 64 µs for 100 candidates against 28."""
+    the block's value and its square, plus its offset (``offsets[rows[i]]`` if
+    ``offsets_by_row``, else ``offsets[i]``); returned, the request's own cells, shared
+    by every candidate: the sum of their means and of their variances, weighted by
+    ``shared_values`` and its square. ``request`` is a
+    :class:`models.hashing.PackedRequest`'s array: ``shared`` tokens, then ``c``
+    crossing tokens and their ``c`` value hashes. The cells are :func:`action_cells`',
+    visited in the same order but summed as they are found: writing them out first, as
+    the learner does, took 64 µs for 100 candidates against 28."""
     null = np.uint64(1) << np.uint64(63)
     down = np.uint64(shift)
-    shared, c = len(tokens), len(crossing)
+    tokens = request[:shared]
+    crossing = request[shared : shared + c]
+    values = request[shared + c : shared + 2 * c]
     for i in range(len(rows)):
         row = rows[i]
         head = packed[row, 0]
@@ -290,13 +299,21 @@ def candidate_moments(
                 crosses += z[cross >> down]
                 matches += z[(cross if value == values[k] else null) >> down]
         matches += z[null >> down]
-        m = v = 0.0
+        m = offsets[row] if offsets_by_row else offsets[i]
+        v = 0.0
         for b, total in enumerate((id_bias, attributes, id_crosses, crosses, matches)):
             scale = scales[row, b] * block_values[b]
             m += total.real * scale
             v += total.imag * (scale * scale)
         mean[i] = m
         variance[i] = v
+    shared_mean = shared_variance = 0.0
+    for t in range(shared):
+        cell = z[tokens[t] >> down]
+        x = shared_values[t]
+        shared_mean += cell.real * x
+        shared_variance += cell.imag * (x * x)
+    return shared_mean, shared_variance
 
 
 @njit(cache=True)

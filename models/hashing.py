@@ -67,7 +67,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +78,7 @@ __all__ = [
     "ActionTable",
     "Design",
     "Hasher",
+    "PackedRequest",
     "RequestPart",
     "bucket",
     "logit",
@@ -179,6 +180,18 @@ class RequestPart:
     block_values: FloatArray  # (5,): the request's factor of each block's value
 
 
+class PackedRequest(NamedTuple):
+    """:class:`RequestPart`'s three token arrays end to end: ``packed[:n]`` the shared
+    tokens (the global bias first), then ``c`` crossing tokens, then their ``c`` value
+    hashes."""
+
+    packed: HashArray
+    n: int
+    c: int
+    shared_values: FloatArray
+    block_values: FloatArray
+
+
 @dataclass(frozen=True, slots=True)
 class ActionTable:
     """A catalogue's actions, hashed once; row ``i`` is the ``i``-th view.
@@ -228,7 +241,12 @@ class Hasher:
         self._levels: dict[tuple[str, str, int], _Entry] = {}
         self._counts: dict[tuple[int, int], tuple[FloatArray, FloatArray]] = {}
 
-    def request(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> RequestPart:
+    def packed_request(
+        self, customer: Mapping[str, Any], context: Mapping[str, Any]
+    ) -> PackedRequest:
+        """The request's tokens in one array, as the scoring kernel reads them. Each
+        numpy call made apart from the kernel cost a decision 15-60 µs when the caches
+        were cold (a slice 15, a shift and a view 43-58), against about 1 warm."""
         cache = self._cache
         if len(cache) > CACHE_LIMIT:
             cache.clear()
@@ -261,8 +279,12 @@ class Hasher:
         # rest of it, six array constructions took 18 µs of a 41 µs call.
         n, c = len(tokens), len(crossing)
         packed = np.array(tokens + crossing + values, dtype=np.uint64)
-        array = packed[:n]
         shared_values, block_values = self._counted(n, c)
+        return PackedRequest(packed, n, c, shared_values, block_values)
+
+    def request(self, customer: Mapping[str, Any], context: Mapping[str, Any]) -> RequestPart:
+        packed, n, c, shared_values, block_values = self.packed_request(customer, context)
+        array = packed[:n]
         return RequestPart(
             array,
             packed[n : n + c] if c else _EMPTY,
