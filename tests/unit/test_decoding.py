@@ -77,3 +77,20 @@ def test_the_view_timestamp_is_kept_apart_from_the_features() -> None:
     state = ViewDecoder(FEATURES).states([("c", {}, behaviour(1, 1), {})], NOW)[0]
     assert state.updated["behaviour"] == 1799999999.5
     assert TIMESTAMP not in state.behaviour
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.permutations(range(4)), min_size=2, max_size=5),
+    st.lists(st.one_of(st.integers(1, 5), st.text(max_size=5)), min_size=5, max_size=5),
+)
+def test_a_view_reads_the_same_whatever_order_its_fields_come_in(
+    orders: list[list[int]], views: list[int | str]
+) -> None:
+    """A view's fields come in the order its events first wrote them; one decoder sees
+    many orders, each layout built from what earlier ones taught it."""
+    decoder = ViewDecoder(FEATURES)
+    for order, held in zip(orders, views, strict=False):
+        fields = list(behaviour(held, 2).items())
+        shuffled = dict(fields[at] for at in order)
+        assert read(decoder, shuffled) == read(ViewDecoder(FEATURES), dict(fields))
