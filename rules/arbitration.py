@@ -73,6 +73,17 @@ class CompiledArbitration:
         self.widest = max((len(reps) for reps in self.representatives), default=1)
         self._unweighted = np.ones((0, 1))
         self.diversity = config.diversity
+        factors = np.ones((len(self.weights), self.widest)) if self.weights else self._unweighted
+        _weigh(  # compiled (or loaded from the cache) now, at load, not at a decision
+            np.zeros(0, dtype=np.intp),
+            np.zeros(0),
+            1.0,
+            self.static,
+            self.code_table,
+            factors,
+            np.empty(0),
+            np.empty(0),
+        )
 
     def priorities(
         self,

@@ -20,6 +20,7 @@ def test_warm_up_leaves_each_kernel_compiled_once() -> None:
     assert len(adaptive_kernels.design_rows.signatures) == 1
     assert len(adaptive_kernels.laplace_steps.signatures) == 1
     assert len(selection_kernels.chosen_first.signatures) == 1
+    assert len(adaptive_kernels.candidate_moments.signatures) == 1
 
 
 _WORDS = st.sampled_from(["shoes", "bags", "gold", "x", ""])

@@ -5,6 +5,8 @@ every weight whose rule holds for the customer, the context and that candidate."
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 from hypothesis import given, settings
@@ -94,3 +96,23 @@ def test_priorities_are_the_formula_for_every_candidate(
         expected = propensity[pos] ** power * expected_weight * action.value * action.lever
         assert math.isclose(weight[pos], expected_weight, rel_tol=1e-12)
         assert math.isclose(priority[pos], expected * kind_weight, rel_tol=1e-9, abs_tol=1e-300)
+
+
+def test_the_weighing_kernel_is_ready_when_the_catalogue_is() -> None:
+    """Compiled (or loaded from numba's cache) when the arbitration is built, so the first
+    decision does not pay for it; a decision adds no other specialisation. In a fresh
+    interpreter: other tests may have compiled it already in this one."""
+    code = """
+import numpy as np
+from engine.domain import Action, Arbitration, ContextWeight
+from rules import arbitration
+actions = [Action(id="a", kind="offer", name="A", channels=["web"], attributes={"category": "x"})]
+weights = [ContextWeight(when="context.page == action.category", weight=2.0)]
+compiled = arbitration.CompiledArbitration(Arbitration(context_weights=weights), actions)
+assert len(arbitration._weigh.signatures) == 1, arbitration._weigh.signatures
+idx = np.flatnonzero(np.ones(1, dtype=bool))
+compiled.priorities(idx, np.array([0.5]), {}, {"page": "x"}, [{}], 0.0)
+assert len(arbitration._weigh.signatures) == 1, arbitration._weigh.signatures
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
