@@ -254,6 +254,8 @@ class AdaptiveModel:
             if rows is None
             else np.asarray(rows, dtype=np.int64)
         )
+        if offsets is not None and len(offsets) != len(picked):  # the kernel reads blind
+            raise ValueError(f"{len(offsets)} offsets for {len(picked)} candidates")
         request = self.hasher.packed_request(customer, context)
         mean, variance = np.empty(len(picked)), np.empty(len(picked))
         shared_mean, shared_variance = candidate_moments(

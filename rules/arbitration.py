@@ -102,6 +102,8 @@ class CompiledArbitration:
         warm web decision (py-spy); folded, the decision, its log record included, took
         3-5% less CPU warm (paired block medians 0.971 and 0.946, alternated; cold, no
         change)."""
+        if len(propensity) != len(idx):  # the kernel reads blind
+            raise ValueError(f"{len(propensity)} propensities for {len(idx)} candidates")
         factors = self._unweighted
         if self.weights:
             factors = np.ones((len(self.weights), self.widest))

@@ -424,6 +424,10 @@ def test_deltas_commute_and_combine() -> None:
         (lambda: Delta(np.array([1]), np.zeros(2), np.zeros(2)), "same length"),
         (lambda: AdaptiveModel(dims=16).apply_delta(_delta([99])), "outside"),
         (lambda: AdaptiveModel(dims=16).apply_delta(_delta([1], dq=-5.0)), "non-positive"),
+        (
+            lambda: AdaptiveModel(dims=16).moments({}, {}, [{"id": "a"}], [0], np.zeros(2)),
+            "2 offsets for 1 candidates",
+        ),
     ],
 )
 def test_bad_inputs_are_refused(make: Any, message: str | None) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,6 +105,7 @@ def test_the_weighing_kernel_is_ready_when_the_catalogue_is() -> None:
     interpreter: other tests may have compiled it already in this one."""
     code = """
 import numpy as np
+import pytest
 from engine.domain import Action, Arbitration, ContextWeight
 from rules import arbitration
 actions = [Action(id="a", kind="offer", name="A", channels=["web"], attributes={"category": "x"})]
@@ -116,3 +118,10 @@ assert len(arbitration._weigh.signatures) == 1, arbitration._weigh.signatures
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_propensities_that_do_not_match_the_candidates_are_refused() -> None:
+    actions = [Action(id=f"a{n}", kind="offer", name="A", channels=["web"]) for n in range(3)]
+    compiled = CompiledArbitration(Arbitration(), actions)
+    with pytest.raises(ValueError, match="2 propensities for 3 candidates"):
+        compiled.priorities(np.arange(3), np.ones(2), {}, {}, [{}] * 3, 0.0)
