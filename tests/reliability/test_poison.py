@@ -344,7 +344,10 @@ def test_throughput_with_10_percent_poison_is_close_to_the_clean_one(
         if share:
             poisoned = sum(1 for key, _ in records if not key.startswith(b"po-t-"))
             assert 0.09 * PER_CUSTOMER * 20 <= poisoned <= 0.13 * PER_CUSTOMER * 20, poisoned
-    clean = max(rates["clean"], rates["clean again"])
+    # the slower of the clean runs on either side: this machine's speed drifts within
+    # seconds (once 2,096 events/s clean, then 1,031 poisoned and 1,025 clean again), and
+    # a poison path twice as slow would still fall below both
+    clean = min(rates["clean"], rates["clean again"])
     print(f"\nevents/s: {', '.join(f'{k} {v:.0f}' for k, v in rates.items())}")
     assert rates["poisoned"] >= 0.5 * clean, rates
 
