@@ -73,14 +73,13 @@ class CompiledArbitration:
         self.widest = max((len(reps) for reps in self.representatives), default=1)
         self._unweighted = np.ones((0, 1))
         self.diversity = config.diversity
-        factors = np.ones((len(self.weights), self.widest)) if self.weights else self._unweighted
         _weigh(  # compiled (or loaded from the cache) now, at load, not at a decision
             np.zeros(0, dtype=np.intp),
             np.zeros(0),
             1.0,
             self.static,
             self.code_table,
-            factors,
+            self._factors(),
             np.empty(0),
             np.empty(0),
         )
@@ -104,14 +103,12 @@ class CompiledArbitration:
         change)."""
         if len(propensity) != len(idx):  # the kernel reads blind
             raise ValueError(f"{len(propensity)} propensities for {len(idx)} candidates")
-        factors = self._unweighted
+        factors = self._factors()
         if self.weights:
-            factors = np.ones((len(self.weights), self.widest))
             rows = idx.tolist()
             for k, (expression, factor) in enumerate(self.weights):
                 codes, reps = self.codes[k], self.representatives[k]
-                present = {codes[i] for i in rows} if "action" in expression.roots else {0}
-                for code in present:
+                for code in {codes[i] for i in rows}:  # {0} for a weight that reads no action
                     if expression.test(customer, context, reps[code], now):
                         factors[k, code] = factor
         priority, weight = np.empty(len(idx)), np.empty(len(idx))
@@ -126,6 +123,12 @@ class CompiledArbitration:
             weight,
         )
         return priority, weight
+
+    def _factors(self) -> np.ndarray:
+        """A fresh (weights, codes) table of ones for one decision's factors."""
+        if not self.weights:
+            return self._unweighted  # read only: nothing to write
+        return np.ones((len(self.weights), self.widest))
 
     def top(
         self, idx: np.ndarray, priority: np.ndarray, k: int, views: Sequence[Mapping[str, Any]]
