@@ -78,7 +78,7 @@ def test_decisions_warm_and_cold_alone_and_in_batches() -> None:
                         junk *= 1.0000001
                     started = time.perf_counter()
                     await decider.decide_many(list(requests[at : at + size]))
-                    await records_built()
+                    await records_built(decider)
                     per_decision.append((time.perf_counter() - started) / size)
                 out[f"demo_web_decision_{'cold' if cold else 'warm'}_batch{size}"] = per_decision
         return out
@@ -102,7 +102,7 @@ def test_decisions_with_the_model_alone() -> None:
                 for request in requests[at : at + 200]:
                     started = time.perf_counter()
                     await decider.decide_many([request])
-                    await records_built()
+                    await records_built(decider)
                     out[name].append(time.perf_counter() - started)
         return out
 

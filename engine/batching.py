@@ -57,6 +57,10 @@ class DecisionBatcher:
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             joining.append((request, future))
             return await future
+        with self.decider.logs.deciding():  # records wait while the batch forms
+            return await self._lead(request, budget)
+
+    async def _lead(self, request: DecisionInput, budget: float) -> dict[str, Any]:
         own: list[tuple[DecisionInput, asyncio.Future[dict[str, Any]]]] = []
         self._joining[budget] = own
         times = None if self.timed is None else BatchTimes()

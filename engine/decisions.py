@@ -4,7 +4,6 @@ second store call only when a chosen action must reserve room in a contact cap."
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from engine.decision_log import decision_record
 from engine.domain import CustomerState, decision_id
 from engine.errors import BadRequest
 from engine.holders import LiveState, Snapshot
+from engine.log_scheduling import LogScheduler
 from engine.ports import EventSink, FeatureStore
 from engine.scoring import Scored, Screened, score_many
 from engine.selection import DecisionInput, Ranked, Selection, in_control
@@ -65,6 +65,7 @@ class Decider:
         self.policy = policy
         self.decisions_topic = decisions_topic
         self._rng = random.Random()
+        self.logs = LogScheduler(self._log)
 
     def resolve_placement(
         self, catalogue: Catalogue, channel: str, placement: str | None
@@ -105,7 +106,18 @@ class Decider:
         each round of cap reservations for all decisions in one more round trip.
         ``budget_s``: how long each of those may take (default five times a single
         decision's budget); ``log=False``: previews, neither logged nor reserving;
-        ``times``: filled in with where the time went."""
+        ``times``: filled in with where the time went. Its records are built once no
+        decision is under way (:mod:`engine.log_scheduling`)."""
+        with self.logs.deciding():
+            return await self._decide_many(requests, budget_s, log, times)
+
+    async def _decide_many(
+        self,
+        requests: list[DecisionInput | BadRequest],
+        budget_s: float | None,
+        log: bool,
+        times: BatchTimes | None,
+    ) -> list[dict[str, Any] | BadRequest]:
         budget = self.policy.budget_s * 5 if budget_s is None else budget_s
         started = time.perf_counter()
         now = time.time()
@@ -140,8 +152,8 @@ class Decider:
                 state = CustomerState(request.customer_id)
                 fallbacks.append((snap, response, None, request, context, state, now))
                 out[i] = response
-            if log:
-                self._log_later(fallbacks)
+            if log and self.sink is not None:
+                self.logs.add(fallbacks)
             if times is not None:
                 times.read = time.perf_counter() - read_at
             return out
@@ -190,8 +202,8 @@ class Decider:
             response["took_ms"] = took
             logs.append((snap, response, ranked, request, context, state, now))
             out[i] = response
-        if log:
-            self._log_later(logs)
+        if log and self.sink is not None:
+            self.logs.add(logs)
         if times is not None:
             times.read, times.reserving = ranking_at - read_at, reserving
             times.ranking = time.perf_counter() - ranking_at - reserving
@@ -207,19 +219,6 @@ class Decider:
             return states
         read = dict(zip(unique, states, strict=True))
         return [read[customer_id] for customer_id in customer_ids]
-
-    def _log_later(self, logs: list[tuple[Any, ...]]) -> None:
-        """Log records built after the callers have sent the answers. Two turns of the
-        loop later, not one: the other callers of a batch (:mod:`engine.batching`) learn
-        their answers only after this returns, so their wake-ups are queued behind a
-        single hop, and would wait for every record of the batch to be built."""
-        if self.sink is not None and logs:
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._log_many, logs)
-
-    def _log_many(self, logs: list[tuple[Any, ...]]) -> None:
-        for entry in logs:
-            self._log(*entry)
 
     def rank(
         self,
@@ -482,8 +481,9 @@ class Decider:
         now: float,
     ) -> None:
         """The decision log: enough to replay, train on, and evaluate policies offline.
-        Built after the answer is sent (``decide`` schedules it): the caller does not wait
-        for the record, nor for the selection probabilities it holds."""
+        Built after the answer is sent, while no decision is under way (``logs``): the
+        caller does not wait for the record, nor for the selection probabilities it
+        holds."""
         record = decision_record(
             snap, response, ranked, request, context, state, now, self.policy.selection_draws
         )

@@ -124,6 +124,11 @@ def build_services(
         warm_up()
         windows.warm_up()
 
+    async def flush_logs() -> None:
+        """Records still waiting for a pause in the decisions go to the sink (or its
+        spool) before it closes."""
+        decider.logs.flush()
+
     impact = RedisImpactStore.from_url(redis_url)
     adaptive = RedisAdaptiveStore.from_url(redis_url)
     ops = RedisOpsStore.from_url(redis_url)
@@ -157,6 +162,7 @@ def build_services(
             *([lambda: follow(adaptive, live)] if settings.adaptive else []),
         ],
         on_close=[
+            flush_logs,
             sink.close,
             store.close,
             catalogue_store.close,

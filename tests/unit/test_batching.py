@@ -34,7 +34,7 @@ async def test_requests_of_one_turn_share_a_batch_and_keep_their_own_answers() -
         assert answer["customer_id"] == request.customer_id
         assert answer["placement"] == request.placement
         assert 1 <= len(answer["actions"]) <= request.limit
-    await records_built()
+    await records_built(engine)
     sink = engine.sink
     assert isinstance(sink, ListSink)
     logged = [orjson.loads(value)["decision_id"] for _, _, value in sink.records]
@@ -107,7 +107,7 @@ async def test_when_the_store_is_away_every_request_of_the_batch_falls_back() ->
         *(batcher.decide(DecisionInput(f"c{n}", "web", "home_hero")) for n in range(3))
     )
     assert all(a["fallback"] for a in answers)
-    await records_built()
+    await records_built(engine)
     sink = engine.sink
     assert isinstance(sink, ListSink)
     assert len(sink.records) == 3  # fallback decisions are logged too

@@ -45,10 +45,14 @@ class ListSink:
         return None
 
 
-async def records_built() -> None:
-    """Log records are built two turns of the loop after the answers (Decider._log_later)."""
-    for _ in range(2):
+async def records_built(engine: Decider) -> None:
+    """Log records are built while no decision is under way, one per turn of the loop,
+    the first two turns after the answers (engine.log_scheduling)."""
+    for _ in range(10_000):
+        if not engine.logs.waiting and not engine.logs.scheduled:
+            return
         await asyncio.sleep(0)
+    raise AssertionError("the log records were never built")
 
 
 def decider(
@@ -146,7 +150,7 @@ async def test_control_group_is_configured_per_channel_sticky_and_logged(tmp_pat
     engine = decider(MemoryFeatureStore(), share=0.0, folder=tmp_path)
     results = [await engine.decide(DecisionInput("c5", "web", "top", {}, 1)) for _ in range(5)]
     assert {r["group"] for r in results} == {"control"}
-    await records_built()
+    await records_built(engine)
     assert len(engine.sink.records) == 5  # type: ignore[union-attr]
     shop = await engine.decide(DecisionInput("c5", "shop", "till"))
     assert shop["group"] == "treatment"
@@ -222,7 +226,7 @@ async def test_the_log_keeps_the_offsets_the_ranking_used_from_one_model_call() 
     sink = ListSink()
     engine = Decider(store, live, sink, DecisionPolicy(control_share=0.0))
     result = await engine.decide(DecisionInput("c-log", "web", limit=2))
-    await records_built()
+    await records_built(engine)
     assert model.calls == 1  # one base-model call serves ranking and log
     record = orjson.loads(sink.records[-1][2])
     assert [r["action_id"] for r in record["learn"]] == [a["action_id"] for a in result["actions"]]
@@ -248,7 +252,7 @@ async def _logged_against_answered(engine: Decider, limit: int, rounds: int) -> 
     records = []
     for _ in range(rounds):
         result = await engine.decide(DecisionInput("c-slate", "web", limit=limit))
-        await records_built()
+        await records_built(engine)
         record = orjson.loads(sink.records[-1][2])
         records.append(record)
         for action in result["actions"]:
@@ -316,7 +320,7 @@ async def test_a_record_becomes_one_log_line_per_shown_action_with_its_chance() 
     sink = ListSink()
     engine = Decider(store, live, sink, DecisionPolicy(control_share=0.0))
     result = await engine.decide(DecisionInput("c-join", "web", limit=3))
-    await records_built()
+    await records_built(engine)
     record = orjson.loads(sink.records[-1][2])
     shown = [a["action_id"] for a in result["actions"]]
     click = {"decision_id": record["decision_id"], "action_id": shown[1], "outcome": "click"}
