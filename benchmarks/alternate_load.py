@@ -90,10 +90,11 @@ def main() -> None:
     parser.add_argument("old")
     parser.add_argument("new")
     parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("loadtest", nargs=argparse.REMAINDER, help="after --: loadtest's own")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])  # after "--": the load test's own arguments
     old, new = Path(args.old).resolve(), Path(args.new).resolve()
-    passed = [a for a in args.loadtest if a != "--"]
+    passed = argv[cut + 1 :]
     results = new / "benchmarks" / "results"
     old_commit = commit_of(old)
     pairs: list[dict[str, dict[str, float | None]]] = []
