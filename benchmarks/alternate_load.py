@@ -60,8 +60,10 @@ def run(tree: Path, data: Path, results: Path, args: list[str]) -> Path:
     command = [sys.executable, "-m", "nba.cli", "loadtest", *args, "--out", str(results)]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     found = _WROTE.search(done.stdout)
-    if done.returncode != 0 or found is None:
+    if found is None:  # a run with failed requests exits non-zero, but still reports
         raise RuntimeError(f"the load test from {tree} failed:\n{done.stdout}\n{done.stderr}")
+    if done.returncode != 0:
+        print(f"the load test from {tree} exited with {done.returncode}", flush=True)
     written = Path(found.group(1))
     return written if written.is_absolute() else results / written.name
 
