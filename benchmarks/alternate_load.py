@@ -81,12 +81,6 @@ def as_base(path: Path, commit: str) -> Path:
     return renamed
 
 
-def commit_of(tree: Path) -> str:
-    return subprocess.run(
-        ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("old")
@@ -98,15 +92,15 @@ def main() -> None:
     old, new = Path(args.old).resolve(), Path(args.new).resolve()
     passed = argv[cut + 1 :]
     results = new / "benchmarks" / "results"
-    old_commit = commit_of(old)
     pairs: list[dict[str, dict[str, float | None]]] = []
     for pair in range(args.pairs):
         sides: dict[str, dict[str, float | None]] = {}
         for side in ("old", "new") if pair % 2 == 0 else ("new", "old"):
             path = run(old if side == "old" else new, new, results, passed)
-            if side == "old" and old != new:
-                path = as_base(path, old_commit)
-            sides[side] = figures(json.loads(path.read_text()))
+            result = json.loads(path.read_text())
+            if side == "old" and old != new:  # the commit the load test itself recorded
+                path = as_base(path, result.get("code", {}).get("commit") or "unknown")
+            sides[side] = figures(result)
             print(f"pair {pair + 1} {side}: {path.name} {sides[side]}", flush=True)
         pairs.append(sides)
     for name in FIGURES:

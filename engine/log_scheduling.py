@@ -16,9 +16,8 @@ bounded. :meth:`LogScheduler.flush` builds what waits at shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["LogScheduler"]
@@ -36,16 +35,19 @@ class LogScheduler:
         self.under_way = 0  # decisions forming, reading or ranking
         self.scheduled = False
 
-    @contextlib.contextmanager
-    def deciding(self) -> Iterator[None]:
-        """Around a decision (or a batch) from its first step to its answers."""
+    def deciding(self) -> LogScheduler:
+        """``with logs.deciding():`` around a decision (or a batch) from its first step to
+        its answers. The scheduler is its own context manager: a generator-based one cost
+        1.0 µs a use against 0.2, twice a decision."""
+        return self
+
+    def __enter__(self) -> None:
         self.under_way += 1
-        try:
-            yield
-        finally:
-            self.under_way -= 1
-            if not self.under_way:
-                self._schedule()
+
+    def __exit__(self, *exc: object) -> None:
+        self.under_way -= 1
+        if not self.under_way:
+            self._schedule()
 
     def add(self, entries: Iterable[tuple[Any, ...]]) -> None:
         self.waiting.extend(entries)
