@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nba.arguments import above_zero, caller_rate, folder, whole
+from nba.demo import DEMO_CALLERS
 from nba.model_commands import (
     cmd_evaluate,
     cmd_models,
@@ -260,7 +261,10 @@ def parser() -> argparse.ArgumentParser:
         "--customers", type=whole(1), default=3000, help="customers in the demo world"
     )
     demo.add_argument(
-        "--concurrency", type=whole(1), default=8, help="simultaneous simulated callers"
+        "--concurrency",
+        type=whole(1),
+        default=DEMO_CALLERS,
+        help=f"simultaneous simulated callers (default {DEMO_CALLERS})",
     )
     demo.set_defaults(func=cmd_demo)
 

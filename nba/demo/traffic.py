@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from nba.demo import DEMO_CALLERS
 from nba.demo.world import DemoWorld
 
 
@@ -40,7 +41,8 @@ class TrafficSummary:
             f"decisions        {self.decisions} in {self.seconds:.1f} s ({rate:.0f}/s), "
             f"errors {self.errors}, fallbacks {self.fallbacks}, control {self.control}",
             f"latency (client) p50 {self.quantile(self.latencies_ms, 0.5):.2f} ms, "
-            f"p99 {self.quantile(self.latencies_ms, 0.99):.2f} ms",
+            f"p99 {self.quantile(self.latencies_ms, 0.99):.2f} ms "
+            "(the demo's own HTTP client, on the same machine, included)",
             f"latency (server) p50 {self.quantile(self.server_ms, 0.5):.3f} ms, "
             f"p99 {self.quantile(self.server_ms, 0.99):.3f} ms",
             f"responses        {self.impressions} impressions, {self.clicks} clicks "
@@ -54,7 +56,7 @@ async def drive(
     base_url: str,
     api_key: str,
     duration_s: float,
-    concurrency: int = 8,
+    concurrency: int = DEMO_CALLERS,
 ) -> TrafficSummary:
     """``action_views``: what the world knows of each action (kind, attributes)."""
     summary = TrafficSummary()

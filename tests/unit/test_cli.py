@@ -17,6 +17,7 @@ import pytest
 from engine.config import DEMO_CATALOGUE, load_settings
 from engine.embedded import EmbeddedStack, StackEndpoints, free_port
 from nba.cli import main, parser
+from nba.demo import DEMO_CALLERS
 from nba.startup import CommandError, CommandStack
 from tests.conftest import ROOT
 
@@ -107,7 +108,7 @@ def test_a_number_out_of_range_is_refused_while_parsing(
 
 def test_numbers_in_range_are_taken() -> None:
     args = parser().parse_args(["demo", "--duration", "0.5", "--customers", "1"])
-    assert (args.duration, args.customers, args.concurrency) == (0.5, 1, 8)
+    assert (args.duration, args.customers, args.concurrency) == (0.5, 1, DEMO_CALLERS)
     args = parser().parse_args(["serve", "--port", "65535", "--workers", "2"])
     assert (args.port, args.workers) == (65535, 2)
 
