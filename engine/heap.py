@@ -9,6 +9,17 @@ start-up (:func:`gc.freeze`), before the first request, they are left out of eve
 collection, so a full one walks only what came later: 4–8 ms in the same kind of run
 (94,500 objects frozen; full collections forced every 10 s by a scratch timer, not kept).
 
+The freeze has a price in full collections: CPython starts one when the objects promoted
+since the last reach a quarter of the old generation, and with start-up frozen that
+generation is small. A batch of 1,000 e-mail decisions promotes its requests, records
+and answers, so full collections came every third batch, 18-27 ms each and 3-4% of the
+API's CPU (``gc.callbacks`` in the API, 15 batches of
+``benchmarks/test_bench_batch.py``'s kind, scratch). So after the freeze a full
+collection also waits for :data:`MIDDLE_PER_FULL` middle collections instead of
+CPython's 10: none came in the same 15 batches, and cyclic garbage still goes, later.
+Three alternated pairs of that benchmark, whose API CPU per decision varies by a third
+from run to run here, could not show the 3-4% (see benchmarks/JOURNAL.md, 7 December).
+
 Only at start: collecting before a freeze is itself a full collection, and done again at
 each change of catalogue or model it stalled decisions past their latency budget (the
 Redis-outage reliability test caught fallbacks on a healthy store). The price of freezing
@@ -20,7 +31,9 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["collect_and_freeze", "freeze_start_up"]
+__all__ = ["MIDDLE_PER_FULL", "collect_and_freeze", "freeze_start_up"]
+
+MIDDLE_PER_FULL = 100  # middle collections before a full one may come (CPython: 10)
 
 
 def collect_and_freeze() -> int:
@@ -32,5 +45,8 @@ def collect_and_freeze() -> int:
 
 
 async def freeze_start_up() -> None:
-    """Collect what start-up left behind, then freeze everything that survived."""
+    """Collect what start-up left behind, freeze everything that survived, and space the
+    full collections out."""
     collect_and_freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, MIDDLE_PER_FULL)

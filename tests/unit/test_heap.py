@@ -1,5 +1,5 @@
 """The API freezes what it built at start out of the garbage collector's walks
-(engine.heap), and what comes later is still collected."""
+(engine.heap), what comes later is still collected, and full collections are spaced out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import gc
 import weakref
 from typing import Any
 
-from engine.heap import freeze_start_up
+from engine.heap import MIDDLE_PER_FULL, freeze_start_up
+
+CPYTHON_MIDDLE_PER_FULL = 10
 
 
 class Node:
@@ -23,6 +25,7 @@ def cyclic() -> Node:
 
 async def test_start_up_garbage_goes_and_what_lives_on_is_frozen() -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     left_behind = weakref.ref(cyclic())  # garbage already, in a cycle
     living = cyclic()
     try:
@@ -34,14 +37,42 @@ async def test_start_up_garbage_goes_and_what_lives_on_is_frozen() -> None:
         gc.collect()
         assert kept() is not None  # frozen: left out of collections
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
 async def test_what_comes_after_start_up_is_still_collected() -> None:
+    thresholds = gc.get_threshold()
     try:
         await freeze_start_up()
         later = weakref.ref(cyclic())
         gc.collect()
         assert later() is None
     finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+async def test_batches_after_start_up_bring_no_full_collection_before_their_turn() -> None:
+    """Batches whose objects live for the batch (promoted, then dropped) fill the small
+    unfrozen old generation quickly; a full collection still waits for its turn."""
+    collections = {0: 0, 1: 0, 2: 0}
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop":
+            collections[info["generation"]] += 1
+
+    thresholds = gc.get_threshold()
+    try:
+        await freeze_start_up()
+        gc.callbacks.append(count)
+        while collections[1] < 3 * CPYTHON_MIDDLE_PER_FULL:  # and fewer than ours
+            batch = [{"customer": n, "features": [n]} for n in range(20_000)]
+            del batch
+        assert 3 * CPYTHON_MIDDLE_PER_FULL < MIDDLE_PER_FULL
+        assert collections[2] == 0, collections
+    finally:
+        if count in gc.callbacks:
+            gc.callbacks.remove(count)
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
