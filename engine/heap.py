@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["MIDDLE_PER_FULL", "collect_and_freeze", "freeze_start_up"]
+__all__ = ["MIDDLE_PER_FULL", "collect_and_freeze", "freeze_start_up", "space_full_collections"]
 
 MIDDLE_PER_FULL = 100  # middle collections before a full one may come (CPython: 10)
 
@@ -48,5 +48,11 @@ async def freeze_start_up() -> None:
     """Collect what start-up left behind, freeze everything that survived, and space the
     full collections out."""
     collect_and_freeze()
+    space_full_collections(MIDDLE_PER_FULL)
+
+
+def space_full_collections(middle_per_full: int) -> None:
+    """Let a full collection come only after ``middle_per_full`` middle ones (CPython's
+    third threshold), the young and middle thresholds as they are."""
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, MIDDLE_PER_FULL)
+    gc.set_threshold(young, middle, middle_per_full)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gc
 
-from engine.heap import collect_and_freeze
+from engine.heap import collect_and_freeze, space_full_collections
 
 __all__ = ["FULL_EVERY_S", "TimedCollections"]
 
@@ -39,8 +39,7 @@ class TimedCollections:
         self.frozen = False
 
     def take_over(self) -> None:
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, _NEVER)
+        space_full_collections(_NEVER)
 
     def collect(self) -> int:
         """A full collection; the first also freezes what survives it. How many
