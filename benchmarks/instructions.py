@@ -1,0 +1,164 @@
+"""Instructions (and, optionally, simulated cache misses) per decision, counted by valgrind.
+
+Timings on these shared 2-vCPU machines move by a third from one minute to the next, so
+a change of a few percent cannot be seen in one run, and only barely in alternated pairs
+(``benchmarks.alternate``). An instruction count does not move with the machine: the same
+tree counts the same to a fraction of a percent. Instructions are not time (a cache miss
+costs hundreds of them), so ``--cache`` also simulates one core's caches (32 KiB L1 data,
+and 1 MiB L2 as the last level, this AMD EPYC's per-core sizes) and counts their misses;
+with ``--cold`` 4 MiB are touched before each decision (not counted), as the other
+processes on the API's core evict its caches between two page views. Cold misses of the
+last level are then the lines a decision brings in from memory: its working set.
+
+What runs is ``benchmarks.alternate``'s block: the demo world's web decisions in process,
+``decide_many`` of one, its log record built two turns of the loop later, the heap frozen
+after warm-up as the API freezes it. Valgrind hides AVX-512 from the program, so numpy,
+ONNX Runtime and the compiled kernels take their AVX2 paths here.
+
+``python -m benchmarks.instructions [TREE] [--decisions 200] [--cache] [--cold]
+[--model-alone]`` writes
+``benchmarks/results/<time>-instructions.json``: per decision, the totals, each shared
+object's own share (the interpreter, numpy, the compiled kernels, ...) and the costliest
+functions. Two trees, two runs: ``git worktree add /tmp/old SHA`` then one run each.
+Needs valgrind and gcc (for a two-line helper that switches counting on and off); about
+five minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WARM_UP = 300
+CACHES = ["--cache-sim=yes", "--D1=32768,8,64", "--I1=32768,8,64", "--LL=1048576,8,64"]
+HEADLINE = ("Ir", "ILmr", "DLmr", "DLmw")
+_LEVEL = re.compile(r"'\d+$")  # callgrind marks a recursive call's level: f'2
+
+
+def child(tree: str, decisions: int, cold: bool, adaptive: bool) -> None:
+    """Inside valgrind: warm up uncounted, then count only the decisions."""
+    # run as a script, this file's folder comes first: the switch from here, the rest
+    # from the tree, whose own ``benchmarks`` may be older than this file
+    from callgrind_costs import switch
+
+    counting = switch()
+    sys.path.insert(0, tree)
+    import asyncio
+    import gc
+
+    import numpy as np
+
+    from benchmarks.test_bench_warmth import _world_decisions
+
+    async def run() -> None:
+        decider, requests = await _world_decisions(adaptive)
+        counted = [requests[at % len(requests)] for at in range(decisions)]
+
+        async def decide(request: Any) -> None:
+            await decider.decide_many([request])
+            await asyncio.sleep(0)  # its log record is built two turns later
+            await asyncio.sleep(0)
+
+        # every request counted is decided once before, so that nothing counted is a
+        # first time (numba loads a kernel's machine code on its first call)
+        for request in requests[-WARM_UP:] + counted:
+            await decide(request)
+        counting.instrument()
+        for request in requests[-50:]:  # the simulated caches fill
+            await decide(request)
+        gc.collect()
+        gc.freeze()
+        junk = np.ones(1 << 19)  # 4 MiB, four times the simulated last level
+        for request in counted:
+            if cold:
+                np.multiply(junk, 1.0000001, out=junk)
+            counting.toggle()
+            await decide(request)
+            counting.toggle()
+
+    asyncio.run(run())
+
+
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def count(
+    tree: Path, decisions: int, cache: bool, cold: bool, adaptive: bool = True
+) -> dict[str, Any]:
+    """Run the decisions under callgrind; their costs per decision."""
+    from benchmarks.callgrind_costs import counted_run
+
+    program = [__file__, str(tree), "--child", "--decisions", str(decisions)]
+    program += (["--cold"] if cold else []) + ([] if adaptive else ["--model-alone"])
+    costs = counted_run(program, CACHES if cache else ())
+    totals = [sum(v[i] for v in costs.by_object.values()) for i in range(len(costs.events))]
+    figures: dict[str, Any] = {
+        "tree": str(tree),
+        "commit": _commit(tree),
+        "decisions": decisions,
+        "cold": cold,
+        "adaptive": adaptive,
+        "caches": CACHES[1:] if cache else None,
+        "per_decision": {e: t / decisions for e, t in zip(costs.events, totals, strict=True)},
+    }
+    for event in HEADLINE:  # where the instructions go, and the misses of the last level
+        if event in costs.events:
+            figures[event] = _where(costs, costs.events.index(event), decisions)
+    return figures
+
+
+def _where(costs: Any, at: int, decisions: int) -> dict[str, dict[str, float]]:
+    """One event's cost per decision by shared object and its 25 costliest functions."""
+    total = sum(values[at] for values in costs.by_object.values())
+    objects = sorted(costs.by_object.items(), key=lambda item: -item[1][at])
+    functions: dict[str, int] = {}
+    for (label, name), values in costs.by_function.items():
+        key = f"{_LEVEL.sub('', name)} ({label})"
+        functions[key] = functions.get(key, 0) + values[at]
+    ranked = sorted(functions.items(), key=lambda item: -item[1])[:25]
+    return {
+        "by_object": {k: v[at] / decisions for k, v in objects if v[at] >= total / 1000},
+        "top_functions": {name: value / decisions for name, value in ranked},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tree", nargs="?", default=".")
+    parser.add_argument("--decisions", type=int, default=200)
+    parser.add_argument("--cache", action="store_true", help="simulate the caches")
+    parser.add_argument("--cold", action="store_true", help="evict them before each decision")
+    parser.add_argument(
+        "--model-alone", action="store_true", help="without the adaptive layer (NBA_ADAPTIVE=off)"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    tree = Path(args.tree).resolve()
+    if args.child:
+        child(str(tree), args.decisions, args.cold, not args.model_alone)
+        return
+    cache = args.cache or args.cold
+    figures = count(tree, args.decisions, cache, args.cold, not args.model_alone)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-instructions.json"
+    path.write_text(json.dumps(figures, indent=2))
+    each = ", ".join(f"{e} {v:,.0f}" for e, v in figures["per_decision"].items())
+    print(f"{figures['commit']}: per decision {each}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
