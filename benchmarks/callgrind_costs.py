@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,9 +117,12 @@ def switch() -> ctypes.CDLL:
     return ctypes.CDLL(os.environ[SWITCH_ENV])
 
 
-def counted_run(program: Sequence[str], caches: Sequence[str] = ()) -> Costs:
+def counted_run(
+    program: Sequence[str], caches: Sequence[str] = (), keep: Path | None = None
+) -> Costs:
     """Run ``python program…`` under callgrind, instrumentation and counting off until the
-    program switches them on, with ``caches`` (callgrind's cache options) if any."""
+    program switches them on, with ``caches`` (callgrind's cache options) if any; the
+    output is copied to ``keep`` if given (for ``callgrind_annotate``)."""
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         source, library = folder / "switch.c", folder / "switch.so"
@@ -137,4 +141,6 @@ def counted_run(program: Sequence[str], caches: Sequence[str] = ()) -> Costs:
         ]
         env = {**os.environ, SWITCH_ENV: str(library), "PYTHONHASHSEED": "0"}
         subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
+        if keep is not None:
+            shutil.copyfile(output, keep)
         return self_costs(output)

@@ -16,7 +16,7 @@ after warm-up as the API freezes it. Valgrind hides AVX-512 from the program, so
 ONNX Runtime and the compiled kernels take their AVX2 paths here.
 
 ``python -m benchmarks.instructions [TREE] [--decisions 200] [--cache] [--cold]
-[--model-alone]`` writes
+[--model-alone] [--keep FILE]`` writes
 ``benchmarks/results/<time>-instructions.json``: per decision, the totals, each shared
 object's own share (the interpreter, numpy, the compiled kernels, ...) and the costliest
 functions. Two trees, two runs: ``git worktree add /tmp/old SHA`` then one run each.
@@ -96,14 +96,19 @@ def _commit(tree: Path) -> str:
 
 
 def count(
-    tree: Path, decisions: int, cache: bool, cold: bool, adaptive: bool = True
+    tree: Path,
+    decisions: int,
+    cache: bool,
+    cold: bool,
+    adaptive: bool = True,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     """Run the decisions under callgrind; their costs per decision."""
     from benchmarks.callgrind_costs import counted_run
 
     program = [__file__, str(tree), "--child", "--decisions", str(decisions)]
     program += (["--cold"] if cold else []) + ([] if adaptive else ["--model-alone"])
-    costs = counted_run(program, CACHES if cache else ())
+    costs = counted_run(program, CACHES if cache else (), keep)
     totals = [sum(v[i] for v in costs.by_object.values()) for i in range(len(costs.events))]
     figures: dict[str, Any] = {
         "tree": str(tree),
@@ -144,6 +149,9 @@ def main() -> None:
     parser.add_argument(
         "--model-alone", action="store_true", help="without the adaptive layer (NBA_ADAPTIVE=off)"
     )
+    parser.add_argument(
+        "--keep", type=Path, help="copy callgrind's output here, for callgrind_annotate"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     tree = Path(args.tree).resolve()
@@ -151,7 +159,7 @@ def main() -> None:
         child(str(tree), args.decisions, args.cold, not args.model_alone)
         return
     cache = args.cache or args.cold
-    figures = count(tree, args.decisions, cache, args.cold, not args.model_alone)
+    figures = count(tree, args.decisions, cache, args.cold, not args.model_alone, args.keep)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-instructions.json"
     path.write_text(json.dumps(figures, indent=2))
