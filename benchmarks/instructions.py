@@ -3,7 +3,7 @@
 Timings on these shared 2-vCPU machines move by a third from one minute to the next, so
 a change of a few percent cannot be seen in one run, and only barely in alternated pairs
 (``benchmarks.alternate``). An instruction count does not move with the machine: the same
-tree counts the same to a fraction of a percent. Instructions are not time (a cache miss
+tree counts the same to within half a percent (addresses still differ from run to run). Instructions are not time (a cache miss
 costs hundreds of them), so ``--cache`` also simulates one core's caches (32 KiB L1 data,
 and 1 MiB L2 as the last level, this AMD EPYC's per-core sizes) and counts their misses;
 with ``--cold`` 4 MiB are touched before each decision (not counted), as the other
@@ -15,13 +15,14 @@ What runs is ``benchmarks.alternate``'s block: the demo world's web decisions in
 after warm-up as the API freezes it. Valgrind hides AVX-512 from the program, so numpy,
 ONNX Runtime and the compiled kernels take their AVX2 paths here.
 
-``python -m benchmarks.instructions [TREE] [--decisions 200] [--cache] [--cold]
-[--model-alone] [--keep FILE]`` writes
+``python -m benchmarks.instructions [TREE] [--against OLD_TREE] [--decisions 400] [--cache]
+[--cold] [--model-alone] [--keep FILE]`` writes
 ``benchmarks/results/<time>-instructions.json``: per decision, the totals, each shared
 object's own share (the interpreter, numpy, the compiled kernels, ...) and the costliest
-functions. Two trees, two runs: ``git worktree add /tmp/old SHA`` then one run each.
+functions; with ``--against`` (after ``git worktree add /tmp/old SHA``), the older tree's
+too, and the change, event by event and by shared object.
 Needs valgrind and gcc (for a two-line helper that switches counting on and off); about
-five minutes.
+1.5 minutes a tree, 3 with the caches.
 """
 
 from __future__ import annotations
@@ -140,10 +141,27 @@ def _where(costs: Any, at: int, decisions: int) -> dict[str, dict[str, float]]:
     }
 
 
+def compared(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Lines of a comparison: each event's count per decision, old, new and their ratio,
+    then the instructions' change by shared object, largest first."""
+    lines = []
+    for event, before in old["per_decision"].items():
+        after = new["per_decision"][event]
+        lines.append(f"{event}: {before:,.0f} -> {after:,.0f} ({after / before:.4f})")
+    objects_old, objects_new = old["Ir"]["by_object"], new["Ir"]["by_object"]
+    change = {
+        k: objects_new.get(k, 0.0) - objects_old.get(k, 0.0) for k in {**objects_old, **objects_new}
+    }
+    for label, delta in sorted(change.items(), key=lambda item: -abs(item[1]))[:8]:
+        lines.append(f"  {label}: {delta:+,.0f} instructions a decision")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tree", nargs="?", default=".")
-    parser.add_argument("--decisions", type=int, default=200)
+    parser.add_argument("--against", type=Path, help="an older tree, counted too and compared")
+    parser.add_argument("--decisions", type=int, default=400)
     parser.add_argument("--cache", action="store_true", help="simulate the caches")
     parser.add_argument("--cold", action="store_true", help="evict them before each decision")
     parser.add_argument(
@@ -158,11 +176,17 @@ def main() -> None:
     if args.child:
         child(str(tree), args.decisions, args.cold, not args.model_alone)
         return
-    cache = args.cache or args.cold
-    figures = count(tree, args.decisions, cache, args.cold, not args.model_alone, args.keep)
+    cache, adaptive = args.cache or args.cold, not args.model_alone
+    figures = count(tree, args.decisions, cache, args.cold, adaptive, args.keep)
+    out: dict[str, Any] = figures
+    if args.against is not None:
+        old = count(args.against.resolve(), args.decisions, cache, args.cold, adaptive)
+        out = {"old": old, "new": figures}
+        print(f"{old['commit']} -> {figures['commit']}, per decision:")
+        print("\n".join(compared(old, figures)))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-instructions.json"
-    path.write_text(json.dumps(figures, indent=2))
+    path.write_text(json.dumps(out, indent=2))
     each = ", ".join(f"{e} {v:,.0f}" for e, v in figures["per_decision"].items())
     print(f"{figures['commit']}: per decision {each}")
     print(f"wrote {path}")

@@ -106,3 +106,23 @@ def test_only_the_switched_part_is_counted_and_counts_the_same_each_time(
     assert abs(again - ten) <= ten * 0.001
     assert 1.95 <= twenty / ten <= 2.05
     assert ten > 10 * 1000 * 20  # a thousand squares a loop, a few dozen instructions each
+
+
+def test_a_comparison_gives_each_events_ratio_and_the_largest_changes_first() -> None:
+    from benchmarks.instructions import compared
+
+    old = {
+        "per_decision": {"Ir": 1000.0, "DLmr": 10.0},
+        "Ir": {"by_object": {"libpython3": 700.0, "orjson": 300.0}},
+    }
+    new = {
+        "per_decision": {"Ir": 900.0, "DLmr": 12.0},
+        "Ir": {"by_object": {"libpython3": 690.0, "orjson": 200.0, "libm": 10.0}},
+    }
+    assert compared(old, new) == [
+        "Ir: 1,000 -> 900 (0.9000)",
+        "DLmr: 10 -> 12 (1.2000)",
+        "  orjson: -100 instructions a decision",
+        "  libpython3: -10 instructions a decision",
+        "  libm: +10 instructions a decision",
+    ]
