@@ -24,7 +24,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 SWITCH_ENV = "NBA_CALLGRIND_SWITCH"  # where the counted program finds the helper
 _SWITCH_SOURCE = """#include <valgrind/callgrind.h>
@@ -32,6 +32,8 @@ void instrument(void) { CALLGRIND_START_INSTRUMENTATION; }
 void toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
 """
 
+HEADLINE = ("Ir", "ILmr", "DLmr", "DLmw")  # instructions, and the last level's misses
+_LEVEL = re.compile(r"'\d+$")  # callgrind marks a recursive call's level: f'2
 _NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
 JIT = "compiled at run time"  # code with no shared object: numba's kernels, ONNX's JIT
 
@@ -108,6 +110,30 @@ def self_costs(path: Path) -> Costs:
         elif key == "calls":
             skip_next = True
     return Costs(events, dict(by_object), dict(by_function))
+
+
+def per_unit(costs: Costs, units: int) -> dict[str, Any]:
+    """Each event's count per unit (a decision, a request), and for the headline events
+    their split by shared object and the 25 costliest functions."""
+    totals = [sum(v[i] for v in costs.by_object.values()) for i in range(len(costs.events))]
+    out: dict[str, Any] = {
+        "per_decision": {e: t / units for e, t in zip(costs.events, totals, strict=True)}
+    }
+    for event in HEADLINE:
+        if event not in costs.events:
+            continue
+        at = costs.events.index(event)
+        objects = sorted(costs.by_object.items(), key=lambda item: -item[1][at])
+        functions: dict[str, int] = {}
+        for (label, name), values in costs.by_function.items():
+            key = f"{_LEVEL.sub('', name)} ({label})"
+            functions[key] = functions.get(key, 0) + values[at]
+        ranked = sorted(functions.items(), key=lambda item: -item[1])[:25]
+        out[event] = {
+            "by_object": {k: v[at] / units for k, v in objects if v[at] >= totals[at] / 1000},
+            "top_functions": {name: value / units for name, value in ranked},
+        }
+    return out
 
 
 def switch() -> ctypes.CDLL:

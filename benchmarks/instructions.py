@@ -2,13 +2,14 @@
 
 Timings on these shared 2-vCPU machines move by a third from one minute to the next, so
 a change of a few percent cannot be seen in one run, and only barely in alternated pairs
-(``benchmarks.alternate``). An instruction count does not move with the machine: the same
-tree counts the same to within half a percent (addresses still differ from run to run). Instructions are not time (a cache miss
-costs hundreds of them), so ``--cache`` also simulates one core's caches (32 KiB L1 data,
-and 1 MiB L2 as the last level, this AMD EPYC's per-core sizes) and counts their misses;
-with ``--cold`` 4 MiB are touched before each decision (not counted), as the other
-processes on the API's core evict its caches between two page views. Cold misses of the
-last level are then the lines a decision brings in from memory: its working set.
+(``benchmarks.alternate``). An instruction count does not move with the machine: one
+command counts the same tree to 0.005%, and two trees with the same decision code to
+within half a percent (the heap's addresses differ). Instructions are not time (a cache
+miss costs hundreds of them), so ``--cache`` also simulates one core's caches (32 KiB L1
+data, and 1 MiB L2 as the last level, this AMD EPYC's per-core sizes) and counts their
+misses; with ``--cold`` 4 MiB are touched before each decision (not counted), as the
+other processes on the API's core evict its caches between two page views. Cold misses
+of the last level are then the lines a decision brings in from memory: its working set.
 
 What runs is ``benchmarks.alternate``'s block: the demo world's web decisions in process,
 ``decide_many`` of one, its log record built two turns of the loop later, the heap frozen
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -39,8 +39,6 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 WARM_UP = 300
 CACHES = ["--cache-sim=yes", "--D1=32768,8,64", "--I1=32768,8,64", "--LL=1048576,8,64"]
-HEADLINE = ("Ir", "ILmr", "DLmr", "DLmw")
-_LEVEL = re.compile(r"'\d+$")  # callgrind marks a recursive call's level: f'2
 
 
 def child(tree: str, decisions: int, cold: bool, adaptive: bool) -> None:
@@ -105,12 +103,11 @@ def count(
     keep: Path | None = None,
 ) -> dict[str, Any]:
     """Run the decisions under callgrind; their costs per decision."""
-    from benchmarks.callgrind_costs import counted_run
+    from benchmarks.callgrind_costs import counted_run, per_unit
 
     program = [__file__, str(tree), "--child", "--decisions", str(decisions)]
     program += (["--cold"] if cold else []) + ([] if adaptive else ["--model-alone"])
     costs = counted_run(program, CACHES if cache else (), keep)
-    totals = [sum(v[i] for v in costs.by_object.values()) for i in range(len(costs.events))]
     figures: dict[str, Any] = {
         "tree": str(tree),
         "commit": _commit(tree),
@@ -118,27 +115,8 @@ def count(
         "cold": cold,
         "adaptive": adaptive,
         "caches": CACHES[1:] if cache else None,
-        "per_decision": {e: t / decisions for e, t in zip(costs.events, totals, strict=True)},
     }
-    for event in HEADLINE:  # where the instructions go, and the misses of the last level
-        if event in costs.events:
-            figures[event] = _where(costs, costs.events.index(event), decisions)
-    return figures
-
-
-def _where(costs: Any, at: int, decisions: int) -> dict[str, dict[str, float]]:
-    """One event's cost per decision by shared object and its 25 costliest functions."""
-    total = sum(values[at] for values in costs.by_object.values())
-    objects = sorted(costs.by_object.items(), key=lambda item: -item[1][at])
-    functions: dict[str, int] = {}
-    for (label, name), values in costs.by_function.items():
-        key = f"{_LEVEL.sub('', name)} ({label})"
-        functions[key] = functions.get(key, 0) + values[at]
-    ranked = sorted(functions.items(), key=lambda item: -item[1])[:25]
-    return {
-        "by_object": {k: v[at] / decisions for k, v in objects if v[at] >= total / 1000},
-        "top_functions": {name: value / decisions for name, value in ranked},
-    }
+    return figures | per_unit(costs, decisions)
 
 
 def compared(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,8 +124,10 @@ def _serving(
     customers: int,
     children: list[subprocess.Popen[bytes]],
     cpu: CpuWatch,
+    api_prefix: Sequence[str] = (),
 ) -> Iterator[Served]:
-    """The whole stack as ``nba demo`` starts it."""
+    """The whole stack as ``nba demo`` starts it; ``api_prefix`` goes before the API's
+    command (``benchmarks.api_instructions`` runs it under valgrind)."""
     from engine.embedded import free_port
     from models.registry import ModelRegistry
     from nba.demo.seed import seed_through_kafka, train_demo_model
@@ -176,9 +178,12 @@ def _serving(
         port = free_port()
         serve_log = logs / "loadtest-serve.log"
         serve = spawn(
-            nba_command(
-                "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)
-            ),
+            [
+                *api_prefix,
+                *nba_command(
+                    "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)
+                ),
+            ],
             env,
             serve_log,
         )

@@ -1,6 +1,7 @@
-"""Counting a program's instructions under callgrind (benchmarks/callgrind_costs.py): the
-output's self costs read by shared object and function, and a counted loop that counts
-the same each time and twice as much when it runs twice as long."""
+"""Counting instructions under callgrind (benchmarks/callgrind_costs.py, instructions.py,
+api_instructions.py): the output's self costs read by shared object and function and
+split per unit, a counted loop that counts the same each time and twice as much when it
+runs twice as long, a comparison of two counts, and the API count's requests."""
 
 from __future__ import annotations
 
@@ -126,3 +127,25 @@ def test_a_comparison_gives_each_events_ratio_and_the_largest_changes_first() ->
         "  libpython3: -10 instructions a decision",
         "  libm: +10 instructions a decision",
     ]
+
+
+def test_per_unit_splits_the_headline_events_and_ranks_functions(tmp_path: Path) -> None:
+    from benchmarks.callgrind_costs import per_unit
+
+    path = tmp_path / "callgrind.out"
+    path.write_text(OUTPUT)
+    figures = per_unit(self_costs(path), 2)
+    assert figures["per_decision"] == {"Ir": 617.0, "DLmr": 4.5}
+    assert figures["Ir"]["by_object"] == {"_multiarray_umath": 500.0, "libpython3": 77.0, JIT: 40.0}
+    assert next(iter(figures["Ir"]["top_functions"])) == "PyArray_Pack (_multiarray_umath)"
+    assert figures["DLmr"]["by_object"]["libpython3"] == 1.5
+
+
+def test_the_api_count_sends_the_demo_worlds_web_requests_only() -> None:
+    from benchmarks.api_instructions import web_requests
+
+    bodies = web_requests(30, customers=50)
+    assert len(bodies) == 30
+    assert {body["channel"] for body in bodies} == {"web"}
+    assert all(body["customer_id"] and "placement" in body for body in bodies)
+    assert bodies == web_requests(30, customers=50)  # the same each run
