@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streams.partitioning import RememberingPartitioner
 from streams.spool import Record, Spool
 
 log = logging.getLogger("nba.sink")
@@ -76,6 +77,7 @@ class KafkaSink:
             max_batch_size=MAX_BATCH_BYTES,  # a decision record is a few KB: 16 KB held ~4
             acks=1,
             enable_idempotence=False,
+            partitioner=RememberingPartitioner(),
             request_timeout_ms=5000,
             retry_backoff_ms=200,
         )
