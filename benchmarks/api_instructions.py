@@ -25,19 +25,16 @@ once the demo world is in the data folder.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.callgrind_costs import per_unit, self_costs
+from benchmarks.callgrind_costs import each_event, per_unit, self_costs, written
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WARM_UP = 300
 SETTLE = 100  # instrumented but not counted: the simulated state and the code translated
 BUDGET_MS = "5000"
@@ -107,11 +104,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     args = parser.parse_args()
     figures = count(args.requests)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-api-instructions.json"
-    path.write_text(json.dumps(figures, indent=2))
-    each = ", ".join(f"{e} {v:,.0f}" for e, v in figures["per_decision"].items())
-    print(f"per request {each}; fallbacks {figures['fallbacks']}")
+    path = written(figures, "api-instructions")
+    print(f"per request {each_event(figures['per_decision'])}; fallbacks {figures['fallbacks']}")
     print(f"wrote {path}")
 
 

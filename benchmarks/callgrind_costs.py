@@ -15,17 +15,20 @@ position are read.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+RESULTS = Path(__file__).resolve().parent / "results"
 SWITCH_ENV = "NBA_CALLGRIND_SWITCH"  # where the counted program finds the helper
 _SWITCH_SOURCE = """#include <valgrind/callgrind.h>
 void instrument(void) { CALLGRIND_START_INSTRUMENTATION; }
@@ -134,6 +137,19 @@ def per_unit(costs: Costs, units: int) -> dict[str, Any]:
             "top_functions": {name: value / units for name, value in ranked},
         }
     return out
+
+
+def written(figures: dict[str, Any], kind: str) -> Path:
+    """The figures as ``benchmarks/results/<time>-<kind>.json``."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{kind}.json"
+    path.write_text(json.dumps(figures, indent=2))
+    return path
+
+
+def each_event(per_unit_counts: dict[str, float]) -> str:
+    """``Ir 1,195,574, DLmr 2,899``: the counts of one unit, for a summary line."""
+    return ", ".join(f"{event} {value:,.0f}" for event, value in per_unit_counts.items())
 
 
 def switch() -> ctypes.CDLL:

@@ -29,14 +29,11 @@ Needs valgrind and gcc (for a two-line helper that switches counting on and off)
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WARM_UP = 300
 CACHES = ["--cache-sim=yes", "--D1=32768,8,64", "--I1=32768,8,64", "--LL=1048576,8,64"]
 
@@ -162,11 +159,10 @@ def main() -> None:
         out = {"old": old, "new": figures}
         print(f"{old['commit']} -> {figures['commit']}, per decision:")
         print("\n".join(compared(old, figures)))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-instructions.json"
-    path.write_text(json.dumps(out, indent=2))
-    each = ", ".join(f"{e} {v:,.0f}" for e, v in figures["per_decision"].items())
-    print(f"{figures['commit']}: per decision {each}")
+    from benchmarks.callgrind_costs import each_event, written
+
+    path = written(out, "instructions")
+    print(f"{figures['commit']}: per decision {each_event(figures['per_decision'])}")
     print(f"wrote {path}")
 
 
