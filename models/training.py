@@ -114,6 +114,11 @@ def train_model(
     labels = np.asarray(data.labels, dtype=np.int64)[order]
     cut = int(len(labels) * 0.8)
     train_x, test_x, train_y, test_y = matrix[:cut], matrix[cut:], labels[:cut], labels[cut:]
+    if len(np.unique(train_y)) < 2:  # else the estimator's own message names no cause
+        raise ValueError(
+            "need both outcomes in the older 80% of the rows, which the model learns from "
+            "(the newest 20% test it)"
+        )
 
     results: dict[str, dict[str, float]] = {}
     fitted: dict[str, ClassifierMixin] = {}

@@ -307,6 +307,21 @@ def test_a_log_too_small_to_train_on_is_one_line_and_exit_2(
     assert not (tmp_path / "models").exists()
 
 
+def test_a_log_whose_older_rows_hold_one_outcome_is_refused_naming_the_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Responses only among the newest fifth (a campaign's first clicks, say): the rows the
+    model would learn from hold no click, and the refusal says so."""
+    rows = [shown_action(i, float(i >= 90 and i % 2 == 0)) for i in range(100)]
+    log = write_log(tmp_path / "late_clicks.jsonl", rows)
+    assert main(["train", "--log", str(log)]) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"nba train: {log}: need both outcomes in the older 80% of the rows, which the model"
+        " learns from (the newest 20% test it)"
+    )
+    assert not (tmp_path / "models").exists()
+
+
 def test_a_missing_customer_file_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
